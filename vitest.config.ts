@@ -1,0 +1,47 @@
+import { defineConfig } from 'vitest/config';
+
+// Four projects so that `vitest run --project unit` stays fast and infrastructure is only started
+// for the tests that need it. Global setups are idempotent: they reuse a running daemon.
+export default defineConfig({
+  test: {
+    reporters: process.env.CI ? ['default'] : ['default'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'libvirt',
+          include: ['test/integration/libvirt/**/*.test.ts'],
+          globalSetup: ['test/setup/libvirt.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'kube',
+          include: ['test/integration/kube/**/*.test.ts'],
+          globalSetup: ['test/setup/kube.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/integration/e2e/**/*.test.ts'],
+          globalSetup: ['test/setup/kube.ts', 'test/setup/libvirt.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
