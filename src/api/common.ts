@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { withCel, type CelRule } from './cel.js';
+
+export const GROUP = 'nwfilter.infinibay.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** Name of another cluster-scoped object of ours (an RFC 1123 subdomain, as Kubernetes requires). */
+export const ObjectName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a lowercase RFC 1123 name');
+
+export const PortNumber = z.number().int().min(1).max(65535);
+
+export const ServiceProtocol = z.enum(['tcp', 'udp', 'sctp', 'icmp']);
+export type ServiceProtocol = z.infer<typeof ServiceProtocol>;
+
+export const RuleProtocol = z.enum(['tcp', 'udp', 'sctp', 'icmp', 'all']);
+export type RuleProtocol = z.infer<typeof RuleProtocol>;
+
+export const RuleAction = z.enum(['accept', 'drop', 'reject', 'return']);
+export type RuleAction = z.infer<typeof RuleAction>;
+
+export const RuleDirection = z.enum(['in', 'out', 'inout']);
+export type RuleDirection = z.infer<typeof RuleDirection>;
+
+export const ConnState = z.enum(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']);
+export type ConnState = z.infer<typeof ConnState>;
+
+/** What a level says about one direction of one service. `inherit` defers to the level below. */
+export const Override = z.enum(['allow', 'deny', 'inherit']);
+export type Override = z.infer<typeof Override>;
+
+const IPV4_OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+export const IPV4_PATTERN = `^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}$`;
+export const IPV4_CIDR_PATTERN = `^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}(/(3[0-2]|[12]?[0-9]))?$`;
+
+export const Ipv4Address = z.string().max(15).regex(new RegExp(IPV4_PATTERN), 'must be an IPv4 address');
+/** IPv4 address with an optional prefix length; a bare address means /32. */
+export const Ipv4Cidr = z
+  .string()
+  .max(18)
+  .regex(new RegExp(IPV4_CIDR_PATTERN), 'must be an IPv4 address or CIDR such as 10.0.0.0/8');
+
+export const MacAddress = z
+  .string()
+  .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, 'must be a MAC address such as 52:54:00:12:34:56');
+
+/** A single port (`port`) or an inclusive range (`port`..`endPort`). */
+export const PortRange = withCel(
+  z
+    .object({
+      port: PortNumber.describe('First (or only) port.'),
+      endPort: PortNumber.optional().describe('Last port of an inclusive range; omit for a single port.'),
+    })
+    .strict(),
+  [
+    {
+      rule: '!has(self.endPort) || self.endPort >= self.port',
+      message: 'endPort must be greater than or equal to port',
+      path: ['endPort'],
+      holds: (v) => v.endPort === undefined || v.endPort >= v.port,
+    },
+  ],
+);
+export type PortRange = z.infer<typeof PortRange>;
+
+export const MAX_CUSTOM_RULES = 100;
+export const MAX_COMMENT_LENGTH = 200;
+
+const customRuleShape = {
+  action: RuleAction.describe('accept, drop, reject, or return (leave the filter without a verdict).'),
+  direction: RuleDirection.describe('in: traffic to the VM; out: traffic from the VM; inout: both.'),
+  protocol: RuleProtocol.describe('tcp, udp, sctp, icmp, or all (every IPv4 protocol).'),
+  ports: z
+    .array(PortRange)
+    .max(16)
+    .optional()
+    .describe('Destination ports (the VM\'s port for "in", the remote port for "out"). Only for tcp, udp, sctp.'),
+  source: Ipv4Cidr.optional().describe('Source address or CIDR of the packet.'),
+  destination: Ipv4Cidr.optional().describe('Destination address or CIDR of the packet.'),
+  state: z
+    .array(ConnState)
+    .min(1)
+    .max(4)
+    .optional()
+    .describe('Connection-tracking states to match (NEW, ESTABLISHED, RELATED, INVALID).'),
+  priority: z
+    .number()
+    .int()
+    .min(0)
+    .max(99)
+    .default(50)
+    .describe('Order within the level\'s priority band, 0 (first) to 99 (last). Default 50.'),
+  comment: z.string().max(MAX_COMMENT_LENGTH).optional().describe('Free text shown in the libvirt filter.'),
+};
+
+const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }> = {
+  rule: "!has(self.ports) || self.protocol in ['tcp', 'udp', 'sctp']",
+  message: 'ports are only allowed with protocol tcp, udp or sctp',
+  path: ['ports'],
+  holds: (v) => v.ports === undefined || ['tcp', 'udp', 'sctp'].includes(v.protocol),
+};
+
+/** A hand-written rule. The compiler places it in its level's priority band (docs/priorities.md). */
+export const CustomRule = withCel(z.object(customRuleShape).strict(), [portsOnlyWithPortProtocols]);
+
+/** A department's rule: `enforced` puts it above the VMs' own rules. */
+export const DepartmentRule = withCel(
+  z
+    .object({
+      ...customRuleShape,
+      enforced: z.boolean().default(false).describe("When true, the rule wins over the VMs' own rules and overrides."),
+    })
+    .strict(),
+  [portsOnlyWithPortProtocols],
+);
+export type DepartmentRule = z.infer<typeof DepartmentRule>;
+export type CustomRule = z.infer<typeof CustomRule>;
+export type CustomRuleInput = z.input<typeof CustomRule>;
+
+export const CustomRules = z.array(CustomRule).max(MAX_CUSTOM_RULES);
+
+/** metav1.Condition. */
+export const Condition = z.object({
+  type: z.string().max(316),
+  status: z.enum(['True', 'False', 'Unknown']),
+  observedGeneration: z.number().int().min(0).optional(),
+  lastTransitionTime: z.string(),
+  reason: z.string().max(1024),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof Condition>;
+
+export const Conditions = z
+  .array(Condition)
+  .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
+  .describe('Standard conditions; see docs/status.md for every type and reason.');
+
+/** Antrea-style realization counts, aggregated from the per-node agents. */
+export const Realization = z.object({
+  desired: z.number().int().min(0).describe('VMs that should carry this policy.'),
+  applied: z.number().int().min(0).describe('VMs whose node reports the current filter applied.'),
+  failed: z.number().int().min(0).describe('VMs whose node reports an error.'),
+});
+export type Realization = z.infer<typeof Realization>;
+
+/** The part of metadata we read. Everything else passes through untouched. */
+export const ObjectMeta = z.looseObject({
+  name: z.string(),
+  generation: z.number().int().optional(),
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  finalizers: z.array(z.string()).optional(),
+  deletionTimestamp: z.string().optional(),
+});
+export type ObjectMeta = z.infer<typeof ObjectMeta>;

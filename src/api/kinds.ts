@@ -1,0 +1,89 @@
+import type { z } from 'zod';
+import { DepartmentPolicySpec, DepartmentPolicyStatus } from './department-policy.js';
+import { ServicePolicySpec, ServicePolicyStatus } from './service-policy.js';
+import { VMFilterSpec, VMFilterStatus } from './vm-filter.js';
+
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'boolean' | 'date' | 'number';
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
+
+/** Everything the CRD generator and the kube clients need to know about one kind. */
+export interface KindInfo {
+  kind: 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter';
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  description: string;
+  spec: z.ZodType;
+  status: z.ZodType;
+  printerColumns: PrinterColumn[];
+}
+
+export const CATEGORY = 'nwfilter';
+
+const ready: PrinterColumn = {
+  name: 'Ready',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+  description: 'Whether the policy is realized everywhere it applies.',
+};
+const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+export const KINDS: readonly KindInfo[] = [
+  {
+    kind: 'ServicePolicy',
+    plural: 'servicepolicies',
+    singular: 'servicepolicy',
+    shortNames: ['svcpol'],
+    description: 'A network service (protocols and ports) and whether VMs may use or provide it by default.',
+    spec: ServicePolicySpec,
+    status: ServicePolicyStatus,
+    printerColumns: [
+      { name: 'Use', type: 'boolean', jsonPath: '.spec.use', description: 'Global default as client.' },
+      { name: 'Provide', type: 'boolean', jsonPath: '.spec.provide', description: 'Global default as server.' },
+      { name: 'Risk', type: 'string', jsonPath: '.spec.risk' },
+      { name: 'VMs', type: 'integer', jsonPath: '.status.vms.desired' },
+      ready,
+      age,
+    ],
+  },
+  {
+    kind: 'DepartmentPolicy',
+    plural: 'departmentpolicies',
+    singular: 'departmentpolicy',
+    shortNames: ['deptpol'],
+    description: 'A group of VMs with per-service overrides and custom rules.',
+    spec: DepartmentPolicySpec,
+    status: DepartmentPolicyStatus,
+    printerColumns: [
+      { name: 'VMs', type: 'integer', jsonPath: '.status.vms.desired', description: 'VMs in the department.' },
+      { name: 'Applied', type: 'integer', jsonPath: '.status.vms.applied' },
+      { name: 'Failed', type: 'integer', jsonPath: '.status.vms.failed' },
+      { name: 'Rules', type: 'integer', jsonPath: '.status.ruleCount', priority: 1 },
+      ready,
+      age,
+    ],
+  },
+  {
+    kind: 'VMFilter',
+    plural: 'vmfilters',
+    singular: 'vmfilter',
+    shortNames: ['vmf'],
+    description: 'The firewall of one libvirt domain.',
+    spec: VMFilterSpec,
+    status: VMFilterStatus,
+    printerColumns: [
+      { name: 'Domain', type: 'string', jsonPath: '.spec.domain.name' },
+      { name: 'Department', type: 'string', jsonPath: '.spec.department' },
+      { name: 'Node', type: 'string', jsonPath: '.status.nodeName' },
+      { name: 'Rules', type: 'integer', jsonPath: '.status.ruleCount' },
+      ready,
+      { name: 'Hash', type: 'string', jsonPath: '.status.appliedHash', priority: 1 },
+      age,
+    ],
+  },
+];
