@@ -5,3 +5,4 @@ export * from './vm-filter.js';
 export * from './kinds.js';
 export { withCel, type CelRule } from './cel.js';
 export * from './crd.js';
+export * from './manifests.js';

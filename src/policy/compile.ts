@@ -1,0 +1,247 @@
+import type {
+  DepartmentPolicy,
+  DepartmentPolicySpec,
+  EffectiveService,
+  FilterParameters,
+  ServicePolicy,
+  VMFilter,
+  VMFilterSpec,
+} from '../api/index.js';
+import { BANDS } from './bands.js';
+import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
+import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
+import { renderFilterXml } from './render.js';
+import { effectiveServices, resolveDirection, type ServiceEntry } from './resolve.js';
+import { byPriority, customRules, defaultRule, serviceRules } from './rules.js';
+import { validateFilter, validateTree } from './validate.js';
+
+/** libvirt's own filters that ours may reference. */
+export const LIBVIRT_FILTERS: ReadonlySet<string> = new Set(['clean-traffic']);
+
+export interface PolicyInput {
+  services: readonly ServicePolicy[];
+  departments: readonly DepartmentPolicy[];
+  vms: readonly VMFilter[];
+}
+
+/** What the agent puts on each interface: `<filterref filter=...>` with its parameters. */
+export interface InterfaceBinding {
+  filter: string;
+  parameters: { name: string; value: string }[];
+}
+
+export interface CompiledFilter {
+  filter: NwFilter;
+  xml: string;
+}
+
+export interface VmCompiled {
+  ok: true;
+  name: string;
+  filter: CompiledFilter;
+  /** Every filter of the VM's tree, referenced ones first: the order to define them in. */
+  tree: string[];
+  effectiveServices: EffectiveService[];
+  /** Rules of the flattened tree (our filters; libvirt's own are not counted). */
+  ruleCount: number;
+  /** SHA-256 over the XML of the whole tree: changes whenever anything the VM gets changes. */
+  hash: string;
+  binding: InterfaceBinding;
+  spec: VMFilterSpec;
+  diagnostics: Diagnostic[];
+}
+
+export interface Failed {
+  ok: false;
+  name: string;
+  diagnostics: Diagnostic[];
+}
+
+export type VmResult = VmCompiled | Failed;
+export type DepartmentResult = { ok: true; name: string; filter: CompiledFilter; diagnostics: Diagnostic[] } | Failed;
+
+export interface CompiledPolicy {
+  global: CompiledFilter;
+  departments: Map<string, DepartmentResult>;
+  vms: Map<string, VmResult>;
+  /** Every compiled filter by libvirt name. */
+  filters: Map<string, CompiledFilter>;
+  /** Every diagnostic, errors and warnings, of every resource. */
+  diagnostics: Diagnostic[];
+}
+
+function finish(name: string, level: NwFilter['level'], refs: string[], rules: NwRule[]): NwFilter {
+  return { name, uuid: filterUuid(name), level, refs, rules: byPriority(rules) };
+}
+
+function toCompiled(filter: NwFilter): CompiledFilter {
+  return { filter, xml: renderFilterXml(filter) };
+}
+
+function filterDiagnostics(filter: NwFilter, resource: ResourceRef): Diagnostic[] {
+  return validateFilter(filter).map((i) => ({ severity: i.severity, resource, reason: i.reason, message: i.message }));
+}
+
+/** Global defaults: one accept per port entry of every service whose `use` / `provide` is true. */
+export function compileGlobal(services: readonly ServiceEntry[]): NwFilter {
+  const rules: NwRule[] = [];
+  for (const s of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    for (const dir of ['use', 'provide'] as const) {
+      if (s.spec[dir]) {
+        rules.push(...serviceRules(s, dir, 'allow', { level: 'global', owner: 'global', priority: BANDS.globalServiceAllow, enforced: false }));
+      }
+    }
+  }
+  return finish(GLOBAL_FILTER, 'global', [], rules);
+}
+
+function missingServices(
+  resource: ResourceRef,
+  field: string,
+  overrides: readonly { name: string }[],
+  services: ReadonlyMap<string, ServiceEntry>,
+): Diagnostic[] {
+  return overrides.flatMap((o, i) =>
+    services.has(o.name)
+      ? []
+      : [{ severity: 'error' as const, resource, field: `${field}[${i}].name`, reason: 'ServiceNotFound', message: `ServicePolicy "${o.name}" does not exist` }],
+  );
+}
+
+export function compileDepartment(
+  name: string,
+  spec: DepartmentPolicySpec,
+  services: ReadonlyMap<string, ServiceEntry>,
+): DepartmentResult {
+  const resource: ResourceRef = { kind: 'DepartmentPolicy', name };
+  const missing = missingServices(resource, 'spec.services', spec.services, services);
+  if (missing.length > 0) return { ok: false, name, diagnostics: missing };
+
+  const filterName = departmentFilterName(name);
+  const rules: NwRule[] = [];
+  spec.rules.forEach((rule, index) => {
+    const base = rule.enforced ? BANDS.departmentEnforcedRules : BANDS.departmentRules;
+    rules.push(...customRules(rule, { level: 'department', owner: name, base, index, enforced: rule.enforced }));
+  });
+  for (const o of spec.services) {
+    const service = services.get(o.name)!;
+    for (const dir of ['use', 'provide'] as const) {
+      // An enforced `inherit` pins the global default above the VM band; a plain `inherit` emits nothing.
+      const value = o[dir] === 'inherit' ? (o.enforced ? (service.spec[dir] ? 'allow' : 'deny') : undefined) : o[dir];
+      if (value === undefined) continue;
+      const priority = o.enforced
+        ? value === 'allow' ? BANDS.departmentEnforcedServiceAllow : BANDS.departmentEnforcedServiceDeny
+        : value === 'allow' ? BANDS.departmentServiceAllow : BANDS.departmentServiceDeny;
+      rules.push(...serviceRules(service, dir, value, { level: 'department', owner: name, priority, enforced: o.enforced }));
+    }
+  }
+  rules.push(defaultRule(spec.defaultAction, { level: 'department', owner: name, priority: BANDS.departmentDefault }));
+  const refs = [GLOBAL_FILTER, ...(spec.cleanTraffic ? ['clean-traffic'] : [])];
+  const filter = finish(filterName, 'department', refs, rules);
+  const diagnostics = filterDiagnostics(filter, resource);
+  if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
+  return { ok: true, name, filter: toCompiled(filter), diagnostics };
+}
+
+function bindingParameters(params: FilterParameters | undefined): InterfaceBinding['parameters'] {
+  const out: InterfaceBinding['parameters'] = [];
+  for (const ip of params?.ip ?? []) out.push({ name: 'IP', value: ip });
+  if (params?.mac) out.push({ name: 'MAC', value: params.mac });
+  return out;
+}
+
+export interface VmContext {
+  services: ReadonlyMap<string, ServiceEntry>;
+  departments: ReadonlyMap<string, DepartmentResult>;
+  departmentSpecs: ReadonlyMap<string, DepartmentPolicySpec>;
+  global: CompiledFilter;
+}
+
+export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmResult {
+  const resource: ResourceRef = { kind: 'VMFilter', name };
+  const errors: Diagnostic[] = missingServices(resource, 'spec.services', spec.services, ctx.services);
+  let department: DepartmentResult | undefined;
+  if (spec.department !== undefined) {
+    department = ctx.departments.get(spec.department);
+    if (!department) {
+      errors.push({ severity: 'error', resource, field: 'spec.department', reason: 'DepartmentNotFound', message: `DepartmentPolicy "${spec.department}" does not exist` });
+    } else if (!department.ok) {
+      errors.push({ severity: 'error', resource, field: 'spec.department', reason: 'DepartmentInvalid', message: `DepartmentPolicy "${spec.department}" cannot be compiled: ${department.diagnostics.filter((d) => d.severity === 'error').map((d) => d.message).join('; ')}` });
+    }
+  }
+  if (errors.length > 0) return { ok: false, name, diagnostics: errors };
+
+  const deptSpec = spec.department !== undefined ? ctx.departmentSpecs.get(spec.department) : undefined;
+  const enforcedByDept = new Set((deptSpec?.services ?? []).filter((o) => o.enforced).map((o) => o.name));
+  const warnings: Diagnostic[] = [];
+  const rules: NwRule[] = [];
+  spec.rules.forEach((rule, index) => {
+    rules.push(...customRules(rule, { level: 'vm', owner: name, base: BANDS.vmRules, index, enforced: false }));
+  });
+  spec.services.forEach((o, i) => {
+    const service = ctx.services.get(o.name)!;
+    for (const dir of ['use', 'provide'] as const) {
+      if (o[dir] === 'inherit') continue;
+      if (enforcedByDept.has(o.name)) {
+        warnings.push({ severity: 'warning', resource, field: `spec.services[${i}].${dir}`, reason: 'OverriddenByDepartment', message: `department "${spec.department}" enforces ${o.name}; this override has no effect` });
+        continue;
+      }
+      const priority = o[dir] === 'allow' ? BANDS.vmServiceAllow : BANDS.vmServiceDeny;
+      rules.push(...serviceRules(service, dir, o[dir], { level: 'vm', owner: name, priority, enforced: false }));
+    }
+  });
+  // Fail closed: whatever the levels above allowed or not, the VM chain ends in a drop.
+  rules.push(defaultRule('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
+  const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules);
+  const diagnostics = [...filterDiagnostics(filter, resource), ...warnings];
+  if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
+
+  const compiled = toCompiled(filter);
+  const treeFilters: CompiledFilter[] = [ctx.global, ...(department?.ok ? [department.filter] : []), compiled];
+  const all = new Map(treeFilters.map((f) => [f.filter.name, f.filter]));
+  for (const issue of validateTree(filter.name, all, LIBVIRT_FILTERS)) {
+    diagnostics.push({ severity: issue.severity, resource, reason: issue.reason, message: issue.message });
+  }
+  if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
+  return {
+    ok: true,
+    name,
+    filter: compiled,
+    tree: treeFilters.map((f) => f.filter.name),
+    effectiveServices: effectiveServices([...ctx.services.values()], deptSpec, spec),
+    ruleCount: treeFilters.reduce((n, f) => n + f.filter.rules.length, 0),
+    hash: 'sha256:' + sha256Hex(treeFilters.map((f) => f.xml).join('\n')),
+    binding: { filter: filter.name, parameters: bindingParameters(spec.parameters) },
+    spec,
+    diagnostics,
+  };
+}
+
+/** Compiles everything: pure, total on schema-valid input, deterministic. */
+export function compilePolicy(input: PolicyInput): CompiledPolicy {
+  const services = new Map<string, ServiceEntry>(input.services.map((s) => [s.metadata.name, { name: s.metadata.name, spec: s.spec }]));
+  const global = toCompiled(compileGlobal([...services.values()]));
+  const filters = new Map<string, CompiledFilter>([[global.filter.name, global]]);
+  const diagnostics: Diagnostic[] = filterDiagnostics(global.filter, { kind: 'ServicePolicy', name: '*' });
+
+  const departmentSpecs = new Map(input.departments.map((d) => [d.metadata.name, d.spec]));
+  const departments = new Map<string, DepartmentResult>();
+  for (const d of input.departments) {
+    const result = compileDepartment(d.metadata.name, d.spec, services);
+    departments.set(d.metadata.name, result);
+    diagnostics.push(...result.diagnostics);
+    if (result.ok) filters.set(result.filter.filter.name, result.filter);
+  }
+
+  const ctx: VmContext = { services, departments, departmentSpecs, global };
+  const vms = new Map<string, VmResult>();
+  for (const vm of input.vms) {
+    const result = compileVm(vm.metadata.name, vm.spec, ctx);
+    vms.set(vm.metadata.name, result);
+    diagnostics.push(...result.diagnostics);
+    if (result.ok) filters.set(result.filter.filter.name, result.filter);
+  }
+  return { global, departments, vms, filters, diagnostics };
+}
+
+export { resolveDirection };

@@ -1,0 +1,109 @@
+import { PRIORITY_MAX, PRIORITY_MIN } from './bands.js';
+import type { NwFilter, NwRule } from './model.js';
+import { MAX_LIBVIRT_COMMENT } from './rules.js';
+
+export const RULE_WARNING_THRESHOLD = 50;
+export const DEPTH_WARNING_THRESHOLD = 3;
+
+const ACTIONS = new Set(['accept', 'drop', 'reject', 'return']);
+const DIRECTIONS = new Set(['in', 'out', 'inout']);
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all']);
+const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
+const STATES = new Set(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']);
+
+export interface FilterIssue {
+  severity: 'error' | 'warning';
+  filter: string;
+  reason: string;
+  message: string;
+}
+
+const isPort = (n: number | undefined): boolean => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 65535;
+
+/**
+ * What libvirt would silently change or accept when it should not: priority 5000 becomes 500,
+ * dstportend < dstportstart passes even with validation, an unknown protocol element vanishes and
+ * leaves a match-everything rule. We refuse all of these before libvirt sees them.
+ */
+export function ruleProblems(rule: NwRule): string[] {
+  const out: string[] = [];
+  if (!ACTIONS.has(rule.action)) out.push(`unknown action "${rule.action}"`);
+  if (!DIRECTIONS.has(rule.direction)) out.push(`unknown direction "${rule.direction}"`);
+  if (!PROTOCOLS.has(rule.protocol)) out.push(`unknown protocol "${rule.protocol}"`);
+  if (!Number.isInteger(rule.priority) || rule.priority < PRIORITY_MIN || rule.priority > PRIORITY_MAX) {
+    out.push(`priority ${rule.priority} outside ${PRIORITY_MIN}..${PRIORITY_MAX}`);
+  }
+  if (rule.dstPortStart !== undefined || rule.dstPortEnd !== undefined) {
+    if (!PORT_PROTOCOLS.has(rule.protocol)) out.push(`ports are not allowed with protocol ${rule.protocol}`);
+    if (!isPort(rule.dstPortStart) || !isPort(rule.dstPortEnd ?? rule.dstPortStart)) out.push('port outside 1..65535');
+    else if ((rule.dstPortEnd ?? rule.dstPortStart!) < rule.dstPortStart!) {
+      out.push(`port range ${rule.dstPortStart}-${rule.dstPortEnd} is inverted`);
+    }
+  }
+  for (const cidr of [rule.src, rule.dst]) {
+    if (cidr && (!Number.isInteger(cidr.prefix) || cidr.prefix < 0 || cidr.prefix > 32)) {
+      out.push(`prefix length ${cidr.prefix} outside 0..32`);
+    }
+  }
+  for (const s of rule.state ?? []) if (!STATES.has(s)) out.push(`unknown conntrack state "${s}"`);
+  if (rule.comment.length > MAX_LIBVIRT_COMMENT) out.push(`comment longer than ${MAX_LIBVIRT_COMMENT} characters`);
+  return out;
+}
+
+export function validateFilter(filter: NwFilter): FilterIssue[] {
+  const issues: FilterIssue[] = [];
+  filter.rules.forEach((rule, i) => {
+    for (const p of ruleProblems(rule)) {
+      issues.push({ severity: 'error', filter: filter.name, reason: 'InvalidRule', message: `rule ${i}: ${p}` });
+    }
+  });
+  if (filter.rules.length > RULE_WARNING_THRESHOLD) {
+    issues.push({
+      severity: 'warning',
+      filter: filter.name,
+      reason: 'ManyRules',
+      message: `${filter.rules.length} rules (more than ${RULE_WARNING_THRESHOLD}): every change rebuilds a longer firewall`,
+    });
+  }
+  return issues;
+}
+
+/**
+ * Walks the references from `root`. Filters not in `filters` are libvirt's own (they must be in
+ * `external`), otherwise the reference is missing: libvirt would accept it at define time and fail
+ * only when attaching. Cycles are reported here rather than by libvirt's "would introduce a loop".
+ */
+export function validateTree(
+  root: string,
+  filters: ReadonlyMap<string, NwFilter>,
+  external: ReadonlySet<string>,
+): FilterIssue[] {
+  const issues: FilterIssue[] = [];
+  const onPath: string[] = [];
+  const walk = (name: string, depth: number): void => {
+    if (onPath.includes(name)) {
+      issues.push({ severity: 'error', filter: root, reason: 'ReferenceCycle', message: `cycle: ${[...onPath, name].join(' -> ')}` });
+      return;
+    }
+    const filter = filters.get(name);
+    if (!filter) {
+      if (!external.has(name)) {
+        issues.push({ severity: 'error', filter: onPath.at(-1) ?? root, reason: 'MissingFilter', message: `references unknown filter "${name}"` });
+      }
+      return;
+    }
+    if (depth > DEPTH_WARNING_THRESHOLD) {
+      issues.push({
+        severity: 'warning',
+        filter: root,
+        reason: 'DeepReferences',
+        message: `reference depth ${depth} exceeds ${DEPTH_WARNING_THRESHOLD} at ${name}`,
+      });
+    }
+    onPath.push(name);
+    for (const ref of filter.refs) walk(ref, depth + 1);
+    onPath.pop();
+  };
+  walk(root, 1);
+  return issues;
+}
