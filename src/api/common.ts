@@ -94,7 +94,12 @@ const customRuleShape = {
     .max(99)
     .default(50)
     .describe('Order within the level\'s priority band, 0 (first) to 99 (last). Default 50.'),
-  comment: z.string().max(MAX_COMMENT_LENGTH).optional().describe('Free text shown in the libvirt filter.'),
+  comment: z
+    .string()
+    .max(MAX_COMMENT_LENGTH)
+    .regex(/^[^\x00-\x1f\x7f]*$/, 'must not contain control characters')
+    .optional()
+    .describe('Free text shown in the libvirt filter (no control characters).'),
 };
 
 const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }> = {
