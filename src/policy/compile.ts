@@ -12,7 +12,7 @@ import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
 import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
 import { renderFilterXml } from './render.js';
 import { effectiveServices, resolveDirection, type ServiceEntry } from './resolve.js';
-import { byPriority, customRules, defaultRule, serviceRules } from './rules.js';
+import { byPriority, customRules, defaultRules, serviceRules } from './rules.js';
 import { validateFilter, validateTree } from './validate.js';
 
 /** libvirt's own filters that ours may reference. */
@@ -135,7 +135,7 @@ export function compileDepartment(
       rules.push(...serviceRules(service, dir, value, { level: 'department', owner: name, priority, enforced: o.enforced }));
     }
   }
-  rules.push(defaultRule(spec.defaultAction, { level: 'department', owner: name, priority: BANDS.departmentDefault }));
+  rules.push(...defaultRules(spec.defaultAction, { level: 'department', owner: name, priority: BANDS.departmentDefault }));
   const refs = [GLOBAL_FILTER, ...(spec.cleanTraffic ? ['clean-traffic'] : [])];
   const filter = finish(filterName, 'department', refs, rules);
   const diagnostics = filterDiagnostics(filter, resource);
@@ -191,7 +191,7 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
     }
   });
   // Fail closed: whatever the levels above allowed or not, the VM chain ends in a drop.
-  rules.push(defaultRule('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
+  rules.push(...defaultRules('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
   const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules);
   const diagnostics = [...filterDiagnostics(filter, resource), ...warnings];
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };

@@ -81,6 +81,7 @@ function addressMatches(cidr: Cidr | undefined, address: string | undefined): bo
 
 export function ruleMatches(rule: NwRule, packet: Packet): boolean {
   if (rule.direction !== 'inout' && rule.direction !== packet.direction) return false;
+  // Packets here are IPv4: `all-ipv6` never matches them.
   if (rule.protocol !== 'all' && rule.protocol !== packet.protocol) return false;
   if (rule.dstPortStart !== undefined) {
     if (packet.port === undefined) return false;

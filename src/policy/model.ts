@@ -3,8 +3,11 @@ import type { ConnState, RuleAction, RuleDirection } from '../api/index.js';
 export type Level = 'global' | 'department' | 'vm';
 export type ServiceDirection = 'use' | 'provide';
 
-/** IPv4 protocols libvirt instantiates in iptables; `all` matches every one of them. */
-export type NwProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all';
+/**
+ * IPv4 protocols libvirt instantiates in iptables; `all` matches every one of them. `all-ipv6`
+ * (ip6tables) is used only by the fail-closed defaults, so that IPv6 is closed as well.
+ */
+export type NwProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all' | 'all-ipv6';
 
 export interface Cidr {
   address: string;

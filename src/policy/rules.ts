@@ -69,16 +69,16 @@ export function customRules(
   return rule.ports.map((p) => ({ ...base, dstPortStart: p.port, dstPortEnd: p.endPort ?? p.port }));
 }
 
-/** The catch-all rule that makes a chain fail closed. */
-export function defaultRule(action: 'drop' | 'reject', at: { level: Level; owner: string; priority: number }): NwRule {
-  return {
+/** The catch-all rules that make a chain fail closed: all IPv4 and all IPv6 traffic. */
+export function defaultRules(action: 'drop' | 'reject', at: { level: Level; owner: string; priority: number }): NwRule[] {
+  return (['all', 'all-ipv6'] as const).map((protocol) => ({
     action,
     direction: 'inout',
     priority: at.priority,
-    protocol: 'all',
+    protocol,
     comment: clampComment(`default ${action} (${at.level} ${at.owner}): nothing above allowed it`),
     origin: { kind: 'default', level: at.level, owner: at.owner },
-  };
+  }));
 }
 
 /** Stable sort by priority: libvirt's order, and equal priorities keep generation order. */

@@ -7,7 +7,7 @@ export const DEPTH_WARNING_THRESHOLD = 3;
 
 const ACTIONS = new Set(['accept', 'drop', 'reject', 'return']);
 const DIRECTIONS = new Set(['in', 'out', 'inout']);
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all']);
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all', 'all-ipv6']);
 const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
 const STATES = new Set(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']);
 

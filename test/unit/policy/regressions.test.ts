@@ -128,8 +128,9 @@ describe('reference-system regressions', () => {
   it('an empty rule set still applies and fails closed (never an open VM)', () => {
     const compiled = compilePolicy({ services: [], departments: [], vms: [vm('bare')] });
     const v = okVm(compiled, 'bare');
-    expect(v.filter.filter.rules).toHaveLength(1);
+    expect(v.filter.filter.rules).toHaveLength(2);
     expect(v.filter.filter.rules[0]).toMatchObject({ action: 'drop', direction: 'inout', protocol: 'all', priority: 1000 });
+    expect(v.filter.filter.rules[1]).toMatchObject({ action: 'drop', direction: 'inout', protocol: 'all-ipv6', priority: 1000 });
     const filters = filtersOf(compiled);
     for (const pkt of [
       { direction: 'in', protocol: 'tcp', port: 22 },
