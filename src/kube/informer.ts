@@ -1,0 +1,121 @@
+import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export interface InformerOptions<T extends KubernetesObject> {
+  name: string;
+  kc: KubeConfig;
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  log: Logger;
+  /** Periodic callback with the whole cache, so that missed work is picked up (0 = never). */
+  resyncMs?: number;
+  backoff?: { baseMs: number; maxMs: number };
+  onRestart?: () => void;
+}
+
+type Handler<T> = (obj: T) => void;
+
+/**
+ * client-node's ListWatch relists on 410 Gone, but on any other error it emits `error` and stops
+ * for good: every watch would die silently one day. This wrapper restarts it with exponential
+ * backoff (resuming from the last resourceVersion, relisting when that is gone), reports when the
+ * first list has synced, and calls a resync handler periodically.
+ */
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly informer: ReturnType<typeof makeInformer<T>>;
+  private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[], resync: [] as ((all: readonly T[]) => void)[] };
+  private failures = 0;
+  private errorCount = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private syncedOnce = false;
+  private syncWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: InformerOptions<T>) {
+    this.informer = makeInformer<T>(options.kc, options.path, options.list);
+    this.informer.on('add', (o) => this.handlers.add.forEach((h) => h(o)));
+    this.informer.on('update', (o) => this.handlers.update.forEach((h) => h(o)));
+    this.informer.on('delete', (o) => this.handlers.delete.forEach((h) => h(o)));
+    this.informer.on('error', (err) => this.scheduleRestart(err));
+  }
+
+  on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void {
+    this.handlers[event].push(handler);
+  }
+
+  /** add, update and delete with one handler. */
+  onChange(handler: Handler<T>): void {
+    for (const e of ['add', 'update', 'delete'] as const) this.on(e, handler);
+  }
+
+  onResync(handler: (all: readonly T[]) => void): void {
+    this.handlers.resync.push(handler);
+  }
+
+  get synced(): boolean {
+    return this.syncedOnce;
+  }
+
+  list(): readonly T[] {
+    return this.informer.list();
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.informer.get(name, namespace);
+  }
+
+  /** Starts watching; resolves once the first list has been received (retrying until then). */
+  async start(): Promise<void> {
+    this.stopped = false;
+    void this.attempt();
+    if ((this.options.resyncMs ?? 0) > 0) {
+      this.resyncTimer = setInterval(() => {
+        const all = this.list();
+        this.handlers.resync.forEach((h) => h(all));
+      }, this.options.resyncMs);
+    }
+    if (!this.syncedOnce) await new Promise<void>((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  private async attempt(): Promise<void> {
+    try {
+      // ListWatch reports a failed list through its `error` callback and then resolves start().
+      const errorsBefore = this.errorCount;
+      await this.informer.start();
+      if (this.stopped || this.errorCount !== errorsBefore) return;
+      this.failures = 0;
+      if (!this.syncedOnce) {
+        this.syncedOnce = true;
+        this.options.log.info({ informer: this.options.name, objects: this.list().length }, 'informer synced');
+        this.syncWaiters.splice(0).forEach((w) => w());
+      }
+    } catch (err) {
+      this.scheduleRestart(err);
+    }
+  }
+
+  private scheduleRestart(err: unknown): void {
+    this.errorCount++;
+    if (this.stopped || this.restartTimer) return;
+    this.failures++;
+    const { baseMs, maxMs } = this.options.backoff ?? { baseMs: 500, maxMs: 30_000 };
+    const delay = Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
+    this.options.log.warn({ informer: this.options.name, err: String((err as Error)?.message ?? err), retryInMs: delay }, 'watch failed; restarting');
+    this.options.onRestart?.();
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.stopped) void this.attempt();
+    }, delay);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    clearInterval(this.resyncTimer);
+    this.resyncTimer = undefined;
+    this.syncWaiters.splice(0).forEach((w) => w());
+    await this.informer.stop();
+  }
+}

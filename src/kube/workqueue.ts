@@ -1,0 +1,141 @@
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+
+export interface WorkQueueOptions {
+  name: string;
+  /** Keys processed at the same time (distinct keys only). */
+  concurrency?: number;
+  /** Overall rate limit: at most `rate.count` handler starts per `rate.intervalMs`. */
+  rate?: { count: number; intervalMs: number };
+  /** Per-key exponential backoff after failures: base * 2^(failures-1), capped. */
+  backoff?: { baseMs: number; maxMs: number };
+  log?: Logger;
+  onDepth?: (depth: number) => void;
+  onRetry?: (key: string, delayMs: number, err: unknown) => void;
+}
+
+/** What a handler may ask for besides success or a thrown error. */
+export type HandlerResult = void | { requeueAfterMs: number };
+
+/**
+ * A keyed work queue with controller-runtime's semantics, scheduled by p-queue:
+ * - one key is never processed twice at the same time;
+ * - adding a key that is waiting is a no-op (adds coalesce); adding a key that is being processed
+ *   marks it dirty, and it runs once more afterwards with the then-current state;
+ * - a handler that throws is retried with per-key exponential backoff up to a cap; success resets it;
+ * - overall concurrency and rate are bounded.
+ * p-queue provides concurrency and rate; the per-key bookkeeping is what it lacks.
+ */
+export class WorkQueue {
+  private readonly queue: PQueue;
+  private readonly waiting = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly backoff: { baseMs: number; maxMs: number };
+  private closed = false;
+
+  constructor(private readonly handler: (key: string) => Promise<HandlerResult>, private readonly options: WorkQueueOptions) {
+    this.queue = new PQueue({
+      concurrency: options.concurrency ?? 4,
+      ...(options.rate ? { intervalCap: options.rate.count, interval: options.rate.intervalMs } : {}),
+    });
+    this.backoff = options.backoff ?? { baseMs: 200, maxMs: 300_000 };
+  }
+
+  get depth(): number {
+    return this.waiting.size + this.dirty.size;
+  }
+
+  /** Keys waiting, being processed, or scheduled for later. */
+  get pending(): number {
+    return this.waiting.size + this.processing.size + this.dirty.size + this.timers.size;
+  }
+
+  add(key: string): void {
+    if (this.closed) return;
+    const timer = this.timers.get(key);
+    if (timer) {
+      clearTimeout(timer);
+      this.timers.delete(key);
+    }
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+    } else if (!this.waiting.has(key)) {
+      this.waiting.add(key);
+      void this.queue.add(() => this.run(key));
+    }
+    this.reportDepth();
+  }
+
+  /** Adds the key after a delay; an earlier add of the same key wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.closed || this.waiting.has(key)) return;
+    const existing = this.timers.get(key);
+    if (existing) clearTimeout(existing);
+    this.timers.set(
+      key,
+      setTimeout(() => {
+        this.timers.delete(key);
+        this.add(key);
+      }, delayMs),
+    );
+  }
+
+  /** Forgets the failure history of a key (its next failure starts at the base delay). */
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+
+  failuresOf(key: string): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  backoffFor(failures: number): number {
+    return Math.min(this.backoff.maxMs, this.backoff.baseMs * 2 ** Math.max(0, failures - 1));
+  }
+
+  private async run(key: string): Promise<void> {
+    this.waiting.delete(key);
+    if (this.closed) return;
+    this.processing.add(key);
+    this.reportDepth();
+    try {
+      const result = await this.handler(key);
+      this.forget(key);
+      if (result && result.requeueAfterMs > 0) this.addAfter(key, result.requeueAfterMs);
+    } catch (err) {
+      const n = (this.failures.get(key) ?? 0) + 1;
+      this.failures.set(key, n);
+      const delay = this.backoffFor(n);
+      this.options.log?.warn({ err, key, queue: this.options.name, failures: n, retryInMs: delay }, 'reconcile failed; retrying with backoff');
+      this.options.onRetry?.(key, delay, err);
+      if (!this.dirty.has(key)) this.addAfter(key, delay);
+    } finally {
+      this.processing.delete(key);
+      if (this.dirty.delete(key)) this.add(key);
+      this.reportDepth();
+    }
+  }
+
+  private reportDepth(): void {
+    this.options.onDepth?.(this.depth);
+  }
+
+  /** Resolves when nothing is waiting or running (scheduled retries do not count). */
+  async drain(): Promise<void> {
+    while (this.waiting.size + this.processing.size + this.dirty.size > 0) await this.queue.onIdle();
+  }
+
+  /** Stops accepting keys, cancels scheduled retries, and waits for running handlers. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.queue.clear();
+    this.waiting.clear();
+    this.dirty.clear();
+    await this.queue.onIdle();
+  }
+}

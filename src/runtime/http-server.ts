@@ -1,0 +1,54 @@
+import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Logger } from './logger.js';
+
+export interface Probe {
+  /** Liveness: the process can make progress. */
+  healthy(): boolean;
+  /** Readiness: caches synced, connections up. */
+  ready(): boolean;
+}
+
+export function parseAddr(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  const host = i > 0 ? addr.slice(0, i) : '0.0.0.0';
+  const port = Number(addr.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid address "${addr}": expected [host]:port`);
+  return { host, port };
+}
+
+/** Serves /metrics, /healthz and /readyz. Returns the bound port (useful with port 0 in tests). */
+export async function startHttpServer(addr: string, registry: Registry, probe: Probe, log: Logger): Promise<{ server: Server; port: number }> {
+  const { host, port } = parseAddr(addr);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          res.writeHead(500);
+          res.end(String(err));
+        },
+      );
+      return;
+    }
+    if (path === '/healthz' || path === '/readyz') {
+      const ok = path === '/healthz' ? probe.healthy() : probe.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(ok ? 'ok\n' : 'not ready\n');
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as { port: number }).port;
+  log.info({ addr: `${host}:${bound}` }, 'serving /metrics, /healthz, /readyz');
+  return { server, port: bound };
+}

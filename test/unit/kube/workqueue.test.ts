@@ -1,0 +1,115 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { WorkQueue } from '../../../src/kube/workqueue.js';
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('WorkQueue', () => {
+  it('never processes one key twice at once, and runs a dirty key once more afterwards', async () => {
+    const gate = deferred();
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const q = new WorkQueue(
+      async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        runs++;
+        if (runs === 1) await gate.promise;
+        running--;
+      },
+      { name: 't', concurrency: 4 },
+    );
+    q.add('a');
+    await sleep(5);
+    q.add('a'); // while processing: marks dirty
+    q.add('a'); // coalesces with the dirty mark
+    q.add('a');
+    gate.resolve();
+    await q.drain();
+    expect(maxRunning).toBe(1);
+    expect(runs).toBe(2);
+    await q.shutdown();
+  });
+
+  it('coalesces repeated adds of a waiting key', async () => {
+    const seen: string[] = [];
+    const gate = deferred();
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'block') await gate.promise;
+      },
+      { name: 't', concurrency: 1 },
+    );
+    q.add('block'); // occupies the only slot, so x and y wait
+    q.add('x');
+    q.add('y');
+    q.add('y');
+    q.add('x');
+    expect(q.depth).toBe(2);
+    gate.resolve();
+    await q.drain();
+    expect(seen).toEqual(['block', 'x', 'y']);
+    await q.shutdown();
+  });
+
+  it('processes distinct keys concurrently up to the bound', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    const q = new WorkQueue(
+      async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await sleep(20);
+        running--;
+      },
+      { name: 't', concurrency: 3 },
+    );
+    for (let i = 0; i < 10; i++) q.add(`k${i}`);
+    await q.drain();
+    expect(maxRunning).toBe(3);
+    await q.shutdown();
+  });
+
+  it('retries failures with per-key exponential backoff and resets on success', async () => {
+    const times: number[] = [];
+    const start = Date.now();
+    const delays: number[] = [];
+    const q = new WorkQueue(
+      async () => {
+        times.push(Date.now() - start);
+        if (times.length < 4) throw new Error('boom');
+      },
+      { name: 't', backoff: { baseMs: 20, maxMs: 50 }, onRetry: (_k, d) => delays.push(d) },
+    );
+    q.add('k');
+    while (times.length < 4) await sleep(10);
+    await q.drain();
+    expect(delays).toEqual([20, 40, 50]);
+    expect(q.failuresOf('k')).toBe(0);
+    // Each retry waited at least its backoff.
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(delays[i - 1]! - 2);
+    await q.shutdown();
+  });
+
+  it('honours requeueAfter and cancels scheduled work on shutdown', async () => {
+    let runs = 0;
+    const q = new WorkQueue(async () => {
+      runs++;
+      return { requeueAfterMs: 30 };
+    }, { name: 't' });
+    q.add('k');
+    await sleep(80);
+    expect(runs).toBeGreaterThanOrEqual(2);
+    await q.shutdown();
+    const after = runs;
+    await sleep(80);
+    expect(runs).toBe(after);
+    expect(q.pending).toBe(0);
+  });
+});
