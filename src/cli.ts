@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runExplain, EXPLAIN_USAGE } from './cli/explain.js';
 import { runRender, RENDER_USAGE } from './cli/render.js';
+import { runController, CONTROLLER_USAGE } from './cli/controller.js';
 import { UsageError } from './cli/usage-error.js';
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => number | Promise<number>;
@@ -8,6 +9,7 @@ type Command = (argv: string[], out: NodeJS.WritableStream) => number | Promise<
 const COMMANDS: Record<string, { run: Command; usage: string }> = {
   render: { run: runRender, usage: RENDER_USAGE },
   explain: { run: runExplain, usage: EXPLAIN_USAGE },
+  controller: { run: (argv) => runController(argv), usage: CONTROLLER_USAGE },
 };
 
 function usage(): string {
@@ -29,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
     return await command.run(rest, process.stdout);
   } catch (e) {
     const code = (e as { code?: string }).code;
-    if (e instanceof UsageError || code === 'ENOENT' || code?.startsWith('ERR_PARSE_ARGS')) {
+    if (e instanceof UsageError || (e as Error).name === 'ConfigError' || code === 'ENOENT' || code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`error: ${(e as Error).message}\n`);
       return 2;
     }

@@ -6,3 +6,5 @@ export * from './conditions.js';
 export * from './status.js';
 export * from './leader.js';
 export * from './events.js';
+export * from './typed.js';
+export * from './finalizers.js';

@@ -7,3 +7,4 @@ export * from './render.js';
 export * from './validate.js';
 export * from './compile.js';
 export * from './evaluate.js';
+export * from './index-cache.js';

@@ -1,0 +1,243 @@
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { GROUP, VERSION, type DepartmentPolicy, type ServicePolicy, type VMFilter } from '../api/index.js';
+import {
+  EventRecorder,
+  FINALIZER,
+  ResilientInformer,
+  StatusWriter,
+  WorkQueue,
+  collectionPath,
+  findCondition,
+  kindInfo,
+  parseObject,
+  removeFinalizer,
+  addFinalizer,
+  type KindName,
+  type KubeClients,
+} from '../kube/index.js';
+import { PolicyIndex, type VmResult } from '../policy/index.js';
+import type { Metrics } from '../runtime/metrics.js';
+import {
+  CONDITION,
+  REASON,
+  departmentControllerStatus,
+  invalidSpecStatus,
+  serviceControllerStatus,
+  vmControllerStatus,
+  vmState,
+  type VmState,
+} from './status.js';
+
+export const CONTROLLER_FIELD_MANAGER = 'nwfilter-operator-controller';
+
+export interface ControllerOptions {
+  clients: KubeClients;
+  log: Logger;
+  metrics: Metrics;
+  identity: string;
+  resyncMs: number;
+  /** Aggregated department/service status is written at most once per this delay per object. */
+  coalesceMs: number;
+  concurrency?: number;
+}
+
+type Informers = { [K in KindName]: ResilientInformer<KubernetesObject> };
+
+/**
+ * Watches the three kinds and writes their status; manages the VMFilter finalizer. It never talks
+ * to libvirt: the node agents apply filters and report `Applied`, from which `Ready` and the
+ * realization counts are derived here.
+ */
+export class Controller {
+  private readonly informers: Informers;
+  private readonly queue: WorkQueue;
+  private readonly index: PolicyIndex;
+  private readonly status: StatusWriter;
+  private readonly events: EventRecorder;
+  private readonly log: Logger;
+
+  constructor(private readonly o: ControllerOptions) {
+    this.log = o.log;
+    const make = (kind: KindName) =>
+      new ResilientInformer<KubernetesObject>({
+        name: kind,
+        kc: o.clients.kc,
+        path: collectionPath(kind),
+        list: () =>
+          o.clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo(kind).plural }) as Promise<KubernetesListObject<KubernetesObject>>,
+        log: o.log,
+        resyncMs: o.resyncMs,
+        onRestart: () => o.metrics.informerRestarts.inc({ kind }),
+      });
+    this.informers = { ServicePolicy: make('ServicePolicy'), DepartmentPolicy: make('DepartmentPolicy'), VMFilter: make('VMFilter') };
+    this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
+    this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
+    this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
+    this.queue = new WorkQueue((key) => this.reconcile(key), {
+      name: 'controller',
+      concurrency: o.concurrency ?? 4,
+      log: o.log,
+      onDepth: (d) => o.metrics.queueDepth.set({ queue: 'controller' }, d),
+      onRetry: () => o.metrics.queueRetries.inc({ queue: 'controller' }),
+    });
+    this.wire();
+  }
+
+  private typed<K extends KindName>(kind: K): (K extends 'ServicePolicy' ? ServicePolicy : K extends 'DepartmentPolicy' ? DepartmentPolicy : VMFilter)[] {
+    const out = [];
+    for (const raw of this.informers[kind].list()) {
+      const p = parseObject(kind, raw);
+      if (p.ok) out.push(p.value);
+    }
+    return out as never;
+  }
+
+  private wire(): void {
+    const enqueueAggregates = (): void => {
+      for (const d of this.informers.DepartmentPolicy.list()) this.queue.addAfter(`DepartmentPolicy/${d.metadata!.name}`, this.o.coalesceMs);
+      for (const s of this.informers.ServicePolicy.list()) this.queue.addAfter(`ServicePolicy/${s.metadata!.name}`, this.o.coalesceMs);
+    };
+    const allVms = (): void => {
+      for (const v of this.informers.VMFilter.list()) this.queue.add(`VMFilter/${v.metadata!.name}`);
+    };
+    this.informers.VMFilter.onChange((o) => {
+      this.queue.add(`VMFilter/${o.metadata!.name}`);
+      enqueueAggregates();
+    });
+    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) {
+      this.informers[kind].onChange((o) => {
+        this.index.invalidate();
+        this.queue.add(`${kind}/${o.metadata!.name}`);
+        allVms();
+      });
+    }
+    for (const kind of ['ServicePolicy', 'DepartmentPolicy', 'VMFilter'] as const) {
+      this.informers[kind].onResync((objs) => objs.forEach((o) => this.queue.add(`${kind}/${o.metadata!.name}`)));
+    }
+  }
+
+  get synced(): boolean {
+    return Object.values(this.informers).every((i) => i.synced);
+  }
+
+  /** Starts the watches; returns when all three have synced. Reconciling starts with `run()`. */
+  async startInformers(): Promise<void> {
+    await Promise.all(Object.values(this.informers).map((i) => i.start()));
+  }
+
+  /** Enqueues everything once (informer events enqueue the rest). */
+  run(): void {
+    for (const kind of ['ServicePolicy', 'DepartmentPolicy', 'VMFilter'] as const) {
+      for (const o of this.informers[kind].list()) this.queue.add(`${kind}/${o.metadata!.name}`);
+    }
+  }
+
+  async drain(): Promise<void> {
+    await this.queue.drain();
+  }
+
+  async stop(): Promise<void> {
+    await this.queue.shutdown();
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+  }
+
+  private async reconcile(key: string): Promise<void> {
+    const [kind, name] = key.split('/') as [KindName, string];
+    const end = this.o.metrics.reconcileDuration.startTimer({ kind });
+    try {
+      if (kind === 'VMFilter') await this.reconcileVm(name);
+      else if (kind === 'DepartmentPolicy') await this.reconcileDepartment(name);
+      else await this.reconcileService(name);
+      this.o.metrics.reconcileTotal.inc({ kind, result: 'success' });
+    } catch (err) {
+      this.o.metrics.reconcileTotal.inc({ kind, result: 'error' });
+      this.o.metrics.errors.inc({ component: 'controller' });
+      throw err;
+    } finally {
+      end();
+    }
+  }
+
+  private vmStates(filter: (vm: VMFilter, compiled: VmResult) => boolean): VmState[] {
+    const out: VmState[] = [];
+    for (const vm of this.typed('VMFilter')) {
+      if (vm.metadata.deletionTimestamp) continue;
+      const compiled = this.index.vm(vm);
+      if (filter(vm, compiled)) out.push(vmState(compiled, vm).state);
+    }
+    return out;
+  }
+
+  private async reconcileVm(name: string): Promise<void> {
+    const raw = this.informers.VMFilter.get(name);
+    if (!raw) return;
+    const finalizers = raw.metadata?.finalizers;
+    if (raw.metadata?.deletionTimestamp) {
+      await this.finishDeletion(raw);
+      return;
+    }
+    if (await addFinalizer(this.o.clients.custom, 'VMFilter', name, finalizers, FINALIZER)) return; // the update event brings us back
+    const parsed = parseObject('VMFilter', raw);
+    const now = new Date();
+    if (!parsed.ok) {
+      await this.status.write('VMFilter', name, raw.metadata?.uid, invalidSpecStatus('VMFilter', raw.metadata?.generation, (raw as VMFilter).status?.conditions, parsed.field, parsed.message, now));
+      return;
+    }
+    const vm = parsed.value;
+    const compiled = this.index.vm(vm);
+    const before = findCondition(vm.status?.conditions, CONDITION.ready);
+    const status = vmControllerStatus(vm, compiled, now);
+    const wrote = await this.status.write('VMFilter', name, vm.metadata.uid, status);
+    if (wrote) {
+      const ready = (status.conditions as { type: string; status: string; reason: string; message: string }[]).find((c) => c.type === CONDITION.ready)!;
+      if (before?.status !== ready.status || before?.reason !== ready.reason) {
+        const target = { kind: 'VMFilter', name, ...(vm.metadata.uid ? { uid: vm.metadata.uid } : {}) };
+        const warn = !compiled.ok || ready.reason !== REASON.applied && ready.reason !== REASON.pending && ready.reason !== REASON.applying;
+        void this.events.emit(target, warn ? 'Warning' : 'Normal', ready.reason, ready.message);
+      }
+    }
+  }
+
+  /** The agent that applied the filter reports `Applied=False/Removed` once it has detached and undefined it. */
+  private async finishDeletion(raw: KubernetesObject): Promise<void> {
+    const name = raw.metadata!.name!;
+    const status = (raw as VMFilter).status;
+    const applied = findCondition(status?.conditions, CONDITION.applied);
+    const neverApplied = !status?.nodeName;
+    if (neverApplied || applied?.reason === REASON.removed) {
+      if (await removeFinalizer(this.o.clients.custom, 'VMFilter', name, raw.metadata?.finalizers, FINALIZER)) {
+        this.log.info({ vmfilter: name, neverApplied }, 'finalizer removed');
+      }
+    }
+  }
+
+  private async reconcileDepartment(name: string): Promise<void> {
+    const raw = this.informers.DepartmentPolicy.get(name);
+    if (!raw) return;
+    const parsed = parseObject('DepartmentPolicy', raw);
+    const now = new Date();
+    if (!parsed.ok) {
+      await this.status.write('DepartmentPolicy', name, raw.metadata?.uid, invalidSpecStatus('DepartmentPolicy', raw.metadata?.generation, (raw as DepartmentPolicy).status?.conditions, parsed.field, parsed.message, now));
+      return;
+    }
+    const dept = parsed.value;
+    const result = this.index.department(name)!;
+    const states = this.vmStates((vm) => vm.spec.department === name);
+    await this.status.write('DepartmentPolicy', name, dept.metadata.uid, departmentControllerStatus(dept, result, states, now));
+  }
+
+  private async reconcileService(name: string): Promise<void> {
+    const raw = this.informers.ServicePolicy.get(name);
+    if (!raw) return;
+    const parsed = parseObject('ServicePolicy', raw);
+    const now = new Date();
+    if (!parsed.ok) {
+      await this.status.write('ServicePolicy', name, raw.metadata?.uid, invalidSpecStatus('ServicePolicy', raw.metadata?.generation, (raw as ServicePolicy).status?.conditions, parsed.field, parsed.message, now));
+      return;
+    }
+    const svc = parsed.value;
+    const states = this.vmStates((_vm, compiled) => compiled.ok && compiled.effectiveServices.some((s) => s.name === name && (s.use || s.provide)));
+    await this.status.write('ServicePolicy', name, svc.metadata.uid, serviceControllerStatus(svc, states, now));
+  }
+}

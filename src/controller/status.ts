@@ -1,0 +1,127 @@
+import type { Condition, DepartmentPolicy, Realization, ServicePolicy, VMFilter } from '../api/index.js';
+import { findCondition, setCondition } from '../kube/conditions.js';
+import type { DepartmentResult, Diagnostic, VmResult } from '../policy/index.js';
+
+/** Condition types and reasons: docs/status.md documents each of them. */
+export const CONDITION = { accepted: 'Accepted', ready: 'Ready', applied: 'Applied' } as const;
+
+export const REASON = {
+  valid: 'Valid',
+  invalidSpec: 'InvalidSpec',
+  pending: 'Pending',
+  applying: 'Applying',
+  applied: 'Applied',
+  allApplied: 'AllApplied',
+  someFailed: 'SomeFailed',
+  noVMs: 'NoVMs',
+  removed: 'Removed',
+} as const;
+
+function firstError(diagnostics: readonly Diagnostic[]): Diagnostic | undefined {
+  return diagnostics.find((d) => d.severity === 'error');
+}
+
+function warningsText(diagnostics: readonly Diagnostic[]): string {
+  const w = diagnostics.filter((d) => d.severity === 'warning');
+  return w.length ? ` Warnings: ${w.map((d) => `${d.field ? d.field + ': ' : ''}${d.message}`).join('; ')}` : '';
+}
+
+/** What the VM's agent reported, as the controller reads it from the object. */
+export function agentOutcome(vm: Pick<VMFilter, 'status'>): { applied?: Condition; appliedHash?: string } {
+  const status = vm.status;
+  return {
+    ...(findCondition(status?.conditions, CONDITION.applied) ? { applied: findCondition(status?.conditions, CONDITION.applied)! } : {}),
+    ...(status?.appliedHash ? { appliedHash: status.appliedHash } : {}),
+  };
+}
+
+export type VmState = 'ready' | 'pending' | 'failed' | 'invalid';
+
+/** Ready=True only when the agent applied exactly what the controller compiled for this generation. */
+export function vmState(compiled: VmResult, vm: Pick<VMFilter, 'status'>): { state: VmState; reason: string; message: string } {
+  if (!compiled.ok) {
+    const e = firstError(compiled.diagnostics)!;
+    return { state: 'invalid', reason: e.reason, message: `${e.message}. The last applied filter stays in place.` };
+  }
+  const { applied, appliedHash } = agentOutcome(vm);
+  if (!applied) return { state: 'pending', reason: REASON.pending, message: 'Waiting for a node agent to apply the filter.' };
+  if (applied.status === 'False') return { state: 'failed', reason: applied.reason, message: applied.message };
+  if (appliedHash !== compiled.hash) return { state: 'pending', reason: REASON.applying, message: 'The node agent is applying the current filter.' };
+  return { state: 'ready', reason: REASON.applied, message: `Applied on ${vm.status?.nodeName ?? 'its node'}.` };
+}
+
+/** The status fields the controller owns on a VMFilter. */
+export function vmControllerStatus(vm: VMFilter, compiled: VmResult, now: Date): Record<string, unknown> {
+  const generation = vm.metadata.generation;
+  const prev = vm.status?.conditions;
+  let conditions: Condition[] = (prev ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
+  const state = vmState(compiled, vm);
+  if (compiled.ok) {
+    conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'True', reason: REASON.valid, message: `Compiled ${compiled.ruleCount} rules.${warningsText(compiled.diagnostics)}` }, generation, now);
+  } else {
+    const e = firstError(compiled.diagnostics)!;
+    conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'False', reason: e.reason, message: `${e.field ? e.field + ': ' : ''}${e.message}` }, generation, now);
+  }
+  conditions = setCondition(conditions, { type: CONDITION.ready, status: state.state === 'ready' ? 'True' : 'False', reason: state.reason, message: state.message }, generation, now);
+  const status: Record<string, unknown> = { observedGeneration: generation ?? 0, conditions };
+  if (compiled.ok) {
+    status.filterName = compiled.filter.filter.name;
+    status.ruleCount = compiled.ruleCount;
+    status.desiredHash = compiled.hash;
+    status.effectiveServices = compiled.effectiveServices;
+  }
+  return status;
+}
+
+export function realization(states: readonly VmState[]): Realization {
+  return {
+    desired: states.length,
+    applied: states.filter((s) => s === 'ready').length,
+    failed: states.filter((s) => s === 'failed' || s === 'invalid').length,
+  };
+}
+
+function readyFromRealization(r: Realization): { status: 'True' | 'False'; reason: string; message: string } {
+  if (r.desired === 0) return { status: 'True', reason: REASON.noVMs, message: 'No VM uses this policy.' };
+  if (r.failed > 0) return { status: 'False', reason: REASON.someFailed, message: `${r.failed} of ${r.desired} VMs failed; see their Ready condition.` };
+  if (r.applied < r.desired) return { status: 'False', reason: REASON.pending, message: `${r.applied} of ${r.desired} VMs applied.` };
+  return { status: 'True', reason: REASON.allApplied, message: `Applied on all ${r.desired} VMs.` };
+}
+
+export function departmentControllerStatus(dept: DepartmentPolicy, result: DepartmentResult, states: readonly VmState[], now: Date): Record<string, unknown> {
+  const generation = dept.metadata.generation;
+  let conditions = (dept.status?.conditions ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
+  const vms = realization(states);
+  if (result.ok) {
+    conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'True', reason: REASON.valid, message: `Compiled ${result.filter.filter.rules.length} rules.${warningsText(result.diagnostics)}` }, generation, now);
+    conditions = setCondition(conditions, { type: CONDITION.ready, ...readyFromRealization(vms) }, generation, now);
+  } else {
+    const e = firstError(result.diagnostics)!;
+    const message = `${e.field ? e.field + ': ' : ''}${e.message}`;
+    conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'False', reason: e.reason, message }, generation, now);
+    conditions = setCondition(conditions, { type: CONDITION.ready, status: 'False', reason: e.reason, message: `${message}. Member VMs keep their last applied filter.` }, generation, now);
+  }
+  return {
+    observedGeneration: generation ?? 0,
+    conditions,
+    vms,
+    ...(result.ok ? { filterName: result.filter.filter.name, ruleCount: result.filter.filter.rules.length } : {}),
+  };
+}
+
+export function serviceControllerStatus(svc: ServicePolicy, states: readonly VmState[], now: Date): Record<string, unknown> {
+  const generation = svc.metadata.generation;
+  let conditions = (svc.status?.conditions ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
+  const vms = realization(states);
+  conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'True', reason: REASON.valid, message: `${svc.spec.ports.length} port entries.` }, generation, now);
+  conditions = setCondition(conditions, { type: CONDITION.ready, ...readyFromRealization(vms) }, generation, now);
+  return { observedGeneration: generation ?? 0, conditions, vms };
+}
+
+export function invalidSpecStatus(kind: string, generation: number | undefined, prev: readonly Condition[] | undefined, field: string, message: string, now: Date): Record<string, unknown> {
+  let conditions = (prev ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
+  const text = `${field}: ${message}`;
+  conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'False', reason: REASON.invalidSpec, message: text }, generation, now);
+  conditions = setCondition(conditions, { type: CONDITION.ready, status: 'False', reason: REASON.invalidSpec, message: `${kind} is invalid; the last applied filters stay in place.` }, generation, now);
+  return { observedGeneration: generation ?? 0, conditions };
+}
