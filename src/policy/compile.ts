@@ -39,8 +39,10 @@ export interface VmCompiled {
   ok: true;
   name: string;
   filter: CompiledFilter;
-  /** Every filter of the VM's tree, referenced ones first: the order to define them in. */
+  /** Names of every filter of the VM's tree, referenced ones first: the order to define them in. */
   tree: string[];
+  /** The same filters, compiled. */
+  treeFilters: CompiledFilter[];
   effectiveServices: EffectiveService[];
   /** Rules of the flattened tree (our filters; libvirt's own are not counted). */
   ruleCount: number;
@@ -208,6 +210,7 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
     name,
     filter: compiled,
     tree: treeFilters.map((f) => f.filter.name),
+    treeFilters,
     effectiveServices: effectiveServices([...ctx.services.values()], deptSpec, spec),
     ruleCount: treeFilters.reduce((n, f) => n + f.filter.rules.length, 0),
     hash: 'sha256:' + sha256Hex(treeFilters.map((f) => f.xml).join('\n')),

@@ -8,3 +8,4 @@ export * from './validate.js';
 export * from './compile.js';
 export * from './evaluate.js';
 export * from './index-cache.js';
+export * from './canonical.js';

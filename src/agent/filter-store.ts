@@ -1,0 +1,74 @@
+import type { Logger } from 'pino';
+import { canonicalFilter, sha256Hex } from '../policy/index.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { AgentLibvirt } from './libvirt-port.js';
+
+/**
+ * The agent's view of the nwfilters on its libvirtd. `ensure` defines a filter only when libvirt's
+ * current definition differs from the desired one (compared in canonical form), so unchanged
+ * filters are never redefined: redefining an attached filter makes libvirt rebuild the firewall of
+ * every interface using it. Calls for one name are serialized, so concurrent VM reconciles that
+ * share a department filter define it once.
+ */
+export class FilterStore {
+  /** name -> hash of the canonical form libvirt is known to have. */
+  private readonly known = new Map<string, string>();
+  /** Names this agent has defined at least once in its lifetime: a later mismatch is drift. */
+  private readonly ours = new Set<string>();
+  private readonly chains = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly lv: AgentLibvirt, private readonly metrics: Metrics, private readonly log: Logger) {}
+
+  private serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(name) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.chains.set(name, tail);
+    void tail.then(() => {
+      if (this.chains.get(name) === tail) this.chains.delete(name);
+    });
+    return next;
+  }
+
+  /** Returns true when libvirt was written. */
+  ensure(name: string, xml: string): Promise<boolean> {
+    const desired = sha256Hex(canonicalFilter(xml));
+    if (this.known.get(name) === desired) return Promise.resolve(false);
+    return this.serialized(name, async () => {
+      if (this.known.get(name) === desired) return false;
+      const current = await this.lv.filterXml(name);
+      if (current !== undefined && sha256Hex(canonicalFilter(current)) === desired) {
+        this.known.set(name, desired);
+        return false;
+      }
+      if (this.ours.has(name) && this.known.has(name)) {
+        this.metrics.driftRepairs.inc({ what: current === undefined ? 'filter-removed' : 'filter-modified' });
+        this.log.warn({ filter: name, removed: current === undefined }, 'managed filter changed outside the operator; restoring');
+      }
+      await this.lv.defineFilter(xml);
+      this.metrics.libvirtWrites.inc({ op: 'define' });
+      this.known.set(name, desired);
+      this.ours.add(name);
+      return true;
+    });
+  }
+
+  /** Forget what libvirt is believed to have, so the next ensure re-reads it (drift detection). */
+  invalidate(): void {
+    // Keep `ours`: a mismatch after invalidation is then reported as drift.
+    for (const name of this.known.keys()) this.known.set(name, 'unverified');
+  }
+
+  async undefine(name: string): Promise<void> {
+    await this.serialized(name, async () => {
+      await this.lv.undefineFilter(name);
+      this.metrics.libvirtWrites.inc({ op: 'undefine' });
+      this.known.delete(name);
+      this.ours.delete(name);
+    });
+  }
+
+  get size(): number {
+    return this.known.size;
+  }
+}
