@@ -10,6 +10,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // CLI tests spawn node processes: generous on a loaded 2-core machine.
+          testTimeout: 60_000,
         },
       },
       {
