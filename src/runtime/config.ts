@@ -35,7 +35,7 @@ export type ControllerConfig = z.infer<typeof ControllerConfig>;
 
 export const AgentConfig = z.object({
   kubeconfig: z.string().optional(),
-  nodeName: z.string().min(1, 'is required (flag --node-name or env NODE_NAME)'),
+  nodeName: z.string().min(1), // also from env NODE_NAME (downward API)
   libvirtSocket: z.string().min(1).default('/var/run/libvirt/libvirt-sock'),
   metricsAddr: Addr.default(':9090'),
   healthAddr: Addr.default(':9091'),
@@ -73,7 +73,13 @@ export function loadConfig<S extends z.ZodObject>(schema: S, argv: string[], env
   const result = schema.safeParse(raw);
   if (!result.success) {
     throw new ConfigError(
-      result.error.issues.map((i) => `--${camelToFlag(String(i.path[0] ?? ''))} (env ${camelToEnv(String(i.path[0] ?? ''))}): ${i.message}`).join('\n'),
+      result.error.issues
+        .map((i) => {
+          const key = String(i.path[0] ?? '');
+          const message = raw[key] === undefined ? 'is required' : i.message;
+          return `--${camelToFlag(key)} (env ${camelToEnv(key)}): ${message}`;
+        })
+        .join('\n'),
     );
   }
   return result.data;

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { AgentConfig, ConfigError, ControllerConfig, agentFallbacks, controllerFallbacks, loadConfig } from '../../../src/runtime/config.js';
+import { parseAddr } from '../../../src/runtime/http-server.js';
+
+describe('configuration', () => {
+  it('takes flags over NWF_* environment over fallbacks over defaults', () => {
+    const env = { NWF_METRICS_ADDR: '127.0.0.1:9999', NWF_RESYNC_PERIOD: '30s', NODE_NAME: 'from-env' };
+    const c = loadConfig(AgentConfig, ['--resync-period', '2m'], env, agentFallbacks(env));
+    expect(c).toMatchObject({ nodeName: 'from-env', metricsAddr: '127.0.0.1:9999', resyncPeriod: 120_000, healthAddr: ':9091', libvirtSocket: '/var/run/libvirt/libvirt-sock' });
+  });
+
+  it('names the flag and the variable in errors', () => {
+    expect(() => loadConfig(AgentConfig, [], {}, agentFallbacks({}))).toThrow(/--node-name \(env NWF_NODE_NAME\): is required/);
+    expect(() => loadConfig(AgentConfig, ['--node-name', 'n', '--resync-period', 'soon'], {}, {})).toThrow(ConfigError);
+    expect(() => loadConfig(AgentConfig, ['--bogus', 'x'], {}, {})).toThrow(ConfigError);
+  });
+
+  it('parses booleans and durations for the controller', () => {
+    const env = { POD_NAMESPACE: 'ops', POD_NAME: 'ctl-0' };
+    const c = loadConfig(ControllerConfig, ['--leader-elect', 'false', '--lease-duration', '20s'], env, controllerFallbacks(env));
+    expect(c).toMatchObject({ leaderElect: false, leaseDuration: 20_000, leaderElectionNamespace: 'ops', identity: 'ctl-0' });
+  });
+
+  it('parses listen addresses', () => {
+    expect(parseAddr(':8080')).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(parseAddr('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(() => parseAddr('nope')).toThrow(/invalid address/);
+  });
+});
