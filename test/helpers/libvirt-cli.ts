@@ -1,0 +1,41 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const LIBVIRT_URI = process.env.LIBVIRT_DEFAULT_URI ?? 'qemu:///system';
+
+/** virsh, for checking from outside what the agent did (independent of our RPC client). */
+export function virsh(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('virsh', ['-c', LIBVIRT_URI, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function filterNames(prefix = 'nwf-'): string[] {
+  return virsh('nwfilter-list')
+    .stdout.split('\n')
+    .map((l) => l.trim().split(/\s+/)[1])
+    .filter((n): n is string => !!n && n.startsWith(prefix));
+}
+
+/** Defines a persistent domain (not started) with one ethernet interface. */
+export function defineDomain(name: string, mac: string, tap: string): void {
+  const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><interface type='ethernet'><mac address='${mac}'/><target dev='${tap}' managed='yes'/><model type='virtio'/></interface>
+<graphics type='vnc' port='-1' listen='127.0.0.1'/></devices></domain>`;
+  const file = join(mkdtempSync(join(tmpdir(), 'nwf-dom-')), `${name}.xml`);
+  writeFileSync(file, xml);
+  const r = spawnSync('virsh', ['-c', LIBVIRT_URI, 'define', file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`define ${name}: ${r.stderr}`);
+}
+
+export function removeDomain(name: string): void {
+  virsh('destroy', name);
+  virsh('undefine', name);
+}
+
+export function domainFilterrefs(name: string, inactive = false): string[] {
+  const xml = virsh('dumpxml', ...(inactive ? ['--inactive'] : []), name).stdout;
+  return [...xml.matchAll(/<filterref filter='([^']+)'/g)].map((m) => m[1]!);
+}
