@@ -2,6 +2,7 @@
 import { runExplain, EXPLAIN_USAGE } from './cli/explain.js';
 import { runRender, RENDER_USAGE } from './cli/render.js';
 import { runController, CONTROLLER_USAGE } from './cli/controller.js';
+import { runAgent, AGENT_USAGE } from './cli/agent.js';
 import { UsageError } from './cli/usage-error.js';
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => number | Promise<number>;
@@ -10,6 +11,7 @@ const COMMANDS: Record<string, { run: Command; usage: string }> = {
   render: { run: runRender, usage: RENDER_USAGE },
   explain: { run: runExplain, usage: EXPLAIN_USAGE },
   controller: { run: (argv) => runController(argv), usage: CONTROLLER_USAGE },
+  agent: { run: (argv) => runAgent(argv), usage: AGENT_USAGE },
 };
 
 function usage(): string {
