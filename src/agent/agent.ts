@@ -1,15 +1,16 @@
-import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION, type Condition, type DepartmentPolicy, type ServicePolicy, type VMFilter } from '../api/index.js';
+import type { Condition, VMFilter } from '../api/index.js';
 import { CONDITION, REASON } from '../controller/status.js';
 import {
-  ResilientInformer,
   StatusWriter,
   WorkQueue,
-  collectionPath,
+  allSynced,
+  createPolicyInformers,
   findCondition,
-  kindInfo,
   parseObject,
+  typedList,
+  type PolicyInformers,
   setCondition,
   type KindName,
   type KubeClients,
@@ -52,7 +53,7 @@ export const AGENT_REASON = {
  * repairs drift, removes orphans and reports `Applied` on each VMFilter.
  */
 export class Agent {
-  private readonly informers: { [K in KindName]: ResilientInformer<KubernetesObject> };
+  private readonly informers: PolicyInformers;
   private readonly queue: WorkQueue;
   private readonly index: PolicyIndex;
   private readonly filters: FilterStore;
@@ -70,16 +71,7 @@ export class Agent {
 
   constructor(private readonly o: AgentOptions) {
     this.log = o.log;
-    const make = (kind: KindName) =>
-      new ResilientInformer<KubernetesObject>({
-        name: kind,
-        kc: o.clients.kc,
-        path: collectionPath(kind),
-        list: () => o.clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo(kind).plural }) as Promise<KubernetesListObject<KubernetesObject>>,
-        log: o.log,
-        onRestart: () => o.metrics.informerRestarts.inc({ kind }),
-      });
-    this.informers = { ServicePolicy: make('ServicePolicy'), DepartmentPolicy: make('DepartmentPolicy'), VMFilter: make('VMFilter') };
+    this.informers = createPolicyInformers(o.clients, o.log, o.metrics);
     this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
     this.filters = new FilterStore(o.libvirt, o.metrics, o.log);
     this.status = new StatusWriter(o.clients.custom, `nwfilter-operator-agent-${o.nodeName}`.slice(0, 128), (kind) => o.metrics.statusWrites.inc({ kind }));
@@ -93,13 +85,8 @@ export class Agent {
     this.wire();
   }
 
-  private typed<K extends KindName>(kind: K): (K extends 'ServicePolicy' ? ServicePolicy : K extends 'DepartmentPolicy' ? DepartmentPolicy : VMFilter)[] {
-    const out = [];
-    for (const raw of this.informers[kind].list()) {
-      const p = parseObject(kind, raw);
-      if (p.ok) out.push(p.value);
-    }
-    return out as never;
+  private typed<K extends KindName>(kind: K) {
+    return typedList(this.informers, kind);
   }
 
   private wire(): void {
@@ -130,7 +117,7 @@ export class Agent {
   }
 
   get synced(): boolean {
-    return this.domainsLoaded && Object.values(this.informers).every((i) => i.synced);
+    return this.domainsLoaded && allSynced(this.informers);
   }
 
   async start(): Promise<void> {

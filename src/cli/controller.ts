@@ -1,7 +1,7 @@
 import { Controller } from '../controller/controller.js';
 import { LeaderElector, loadKubeConfig, makeClients } from '../kube/index.js';
 import { ControllerConfig, controllerFallbacks, loadConfig } from '../runtime/config.js';
-import { startHttpServer } from '../runtime/http-server.js';
+import { startProbeServers } from '../runtime/http-server.js';
 import { createLogger } from '../runtime/logger.js';
 import { createMetrics } from '../runtime/metrics.js';
 import { Shutdown } from '../runtime/shutdown.js';
@@ -19,12 +19,7 @@ export async function runController(argv: string[]): Promise<number> {
   const clients = makeClients(loadKubeConfig(config.kubeconfig));
   const controller = new Controller({ clients, log, metrics, identity: config.identity, resyncMs: config.resyncPeriod, coalesceMs: config.statusCoalesce });
   let elector: LeaderElector | undefined;
-  const http = await startHttpServer(config.metricsAddr, metrics.registry, { healthy: () => !shutdown.stopping, ready: () => controller.synced }, log);
-  shutdown.add('metrics server', () => new Promise<void>((r) => http.server.close(() => r())));
-  if (config.healthAddr !== config.metricsAddr) {
-    const health = await startHttpServer(config.healthAddr, metrics.registry, { healthy: () => !shutdown.stopping, ready: () => controller.synced }, log);
-    shutdown.add('health server', () => new Promise<void>((r) => health.server.close(() => r())));
-  }
+  await startProbeServers(config, metrics.registry, { healthy: () => !shutdown.stopping, ready: () => controller.synced }, log, shutdown);
   shutdown.add('controller', () => controller.stop());
   log.info({ identity: config.identity, leaderElect: config.leaderElect }, 'starting controller');
   await controller.startInformers();

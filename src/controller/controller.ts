@@ -1,16 +1,17 @@
-import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION, type DepartmentPolicy, type ServicePolicy, type VMFilter } from '../api/index.js';
+import type { DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
 import {
   EventRecorder,
   FINALIZER,
-  ResilientInformer,
   StatusWriter,
   WorkQueue,
-  collectionPath,
+  allSynced,
+  createPolicyInformers,
   findCondition,
-  kindInfo,
   parseObject,
+  typedList,
+  type PolicyInformers,
   removeFinalizer,
   addFinalizer,
   type KindName,
@@ -42,15 +43,13 @@ export interface ControllerOptions {
   concurrency?: number;
 }
 
-type Informers = { [K in KindName]: ResilientInformer<KubernetesObject> };
-
 /**
  * Watches the three kinds and writes their status; manages the VMFilter finalizer. It never talks
  * to libvirt: the node agents apply filters and report `Applied`, from which `Ready` and the
  * realization counts are derived here.
  */
 export class Controller {
-  private readonly informers: Informers;
+  private readonly informers: PolicyInformers;
   private readonly queue: WorkQueue;
   private readonly index: PolicyIndex;
   private readonly status: StatusWriter;
@@ -59,18 +58,7 @@ export class Controller {
 
   constructor(private readonly o: ControllerOptions) {
     this.log = o.log;
-    const make = (kind: KindName) =>
-      new ResilientInformer<KubernetesObject>({
-        name: kind,
-        kc: o.clients.kc,
-        path: collectionPath(kind),
-        list: () =>
-          o.clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo(kind).plural }) as Promise<KubernetesListObject<KubernetesObject>>,
-        log: o.log,
-        resyncMs: o.resyncMs,
-        onRestart: () => o.metrics.informerRestarts.inc({ kind }),
-      });
-    this.informers = { ServicePolicy: make('ServicePolicy'), DepartmentPolicy: make('DepartmentPolicy'), VMFilter: make('VMFilter') };
+    this.informers = createPolicyInformers(o.clients, o.log, o.metrics, o.resyncMs);
     this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
     this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
@@ -84,13 +72,8 @@ export class Controller {
     this.wire();
   }
 
-  private typed<K extends KindName>(kind: K): (K extends 'ServicePolicy' ? ServicePolicy : K extends 'DepartmentPolicy' ? DepartmentPolicy : VMFilter)[] {
-    const out = [];
-    for (const raw of this.informers[kind].list()) {
-      const p = parseObject(kind, raw);
-      if (p.ok) out.push(p.value);
-    }
-    return out as never;
+  private typed<K extends KindName>(kind: K) {
+    return typedList(this.informers, kind);
   }
 
   private wire(): void {
@@ -118,7 +101,7 @@ export class Controller {
   }
 
   get synced(): boolean {
-    return Object.values(this.informers).every((i) => i.synced);
+    return allSynced(this.informers);
   }
 
   /** Starts the watches; returns when all three have synced. Reconciling starts with `run()`. */

@@ -8,3 +8,4 @@ export * from './leader.js';
 export * from './events.js';
 export * from './typed.js';
 export * from './finalizers.js';
+export * from './policy-informers.js';

@@ -52,3 +52,21 @@ export async function startHttpServer(addr: string, registry: Registry, probe: P
   log.info({ addr: `${host}:${bound}` }, 'serving /metrics, /healthz, /readyz');
   return { server, port: bound };
 }
+
+/**
+ * Starts the metrics server and, on its own address when configured so, the health server; both
+ * are closed by `shutdown`.
+ */
+export async function startProbeServers(
+  addrs: { metricsAddr: string; healthAddr: string },
+  registry: Registry,
+  probe: Probe,
+  log: Logger,
+  shutdown: { add(name: string, close: () => Promise<void>): void },
+): Promise<void> {
+  const unique = [...new Set([addrs.metricsAddr, addrs.healthAddr])];
+  for (const addr of unique) {
+    const { server } = await startHttpServer(addr, registry, probe, log);
+    shutdown.add(`http ${addr}`, () => new Promise<void>((resolve) => server.close(() => resolve())));
+  }
+}
