@@ -1,21 +1,30 @@
 #!/usr/bin/env node
-import { runExplain, EXPLAIN_USAGE } from './cli/explain.js';
-import { runRender, RENDER_USAGE } from './cli/render.js';
-import { runController, CONTROLLER_USAGE } from './cli/controller.js';
-import { runAgent, AGENT_USAGE } from './cli/agent.js';
 import { UsageError } from './cli/usage-error.js';
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => number | Promise<number>;
 
+// Commands are loaded on demand: `render` and `explain` need neither the Kubernetes client nor libvirt.
 const COMMANDS: Record<string, { run: Command; usage: string }> = {
-  render: { run: runRender, usage: RENDER_USAGE },
-  explain: { run: runExplain, usage: EXPLAIN_USAGE },
-  controller: { run: (argv) => runController(argv), usage: CONTROLLER_USAGE },
-  agent: { run: (argv) => runAgent(argv), usage: AGENT_USAGE },
+  render: {
+    run: async (argv, out) => (await import('./cli/render.js')).runRender(argv, out),
+    usage: 'nwfilter-operator render -f <file|dir>... -o <dir>',
+  },
+  explain: {
+    run: async (argv, out) => (await import('./cli/explain.js')).runExplain(argv, out),
+    usage: 'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> <port> [from|to <ip>] [state]"',
+  },
+  controller: {
+    run: async (argv) => (await import('./cli/controller.js')).runController(argv),
+    usage: 'nwfilter-operator controller [--kubeconfig path] [--metrics-addr :8080] [--health-addr :8081] [--leader-elect true] ...',
+  },
+  agent: {
+    run: async (argv) => (await import('./cli/agent.js')).runAgent(argv),
+    usage: 'nwfilter-operator agent --node-name <node> [--libvirt-socket /var/run/libvirt/libvirt-sock] [--kubeconfig path] [--resync-period 5m] ...',
+  },
 };
 
 function usage(): string {
-  return ['usage:', ...Object.values(COMMANDS).map((c) => `  ${c.usage}`)].join('\n') + '\n';
+  return ['usage:', ...Object.values(COMMANDS).map((c) => `  ${c.usage}`), '', 'Every flag may also be set as NWF_<FLAG> (e.g. NWF_METRICS_ADDR). See README.md.'].join('\n') + '\n';
 }
 
 async function main(argv: string[]): Promise<number> {

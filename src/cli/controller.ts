@@ -6,7 +6,6 @@ import { createLogger } from '../runtime/logger.js';
 import { createMetrics } from '../runtime/metrics.js';
 import { Shutdown } from '../runtime/shutdown.js';
 
-export const CONTROLLER_USAGE = 'nwfilter-operator controller [--kubeconfig path] [--metrics-addr :8080] [--health-addr :8081] [--leader-elect true] ...';
 
 /** Runs until SIGTERM/SIGINT; exits non-zero when leadership is lost (the pod restarts, as client-go does). */
 export async function runController(argv: string[]): Promise<number> {

@@ -3,8 +3,7 @@ import { evaluate, parsePacket, type NwFilter } from '../policy/index.js';
 import { formatDiagnostic, loadAndCompile } from './load.js';
 import { UsageError } from './usage-error.js';
 
-export const EXPLAIN_USAGE =
-  'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> <port> [from|to <ip>] [state]"';
+const EXPLAIN_USAGE = 'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> <port> [from|to <ip>] [state]"';
 
 export function runExplain(argv: string[], out: NodeJS.WritableStream): number {
   const { values } = parseArgs({

@@ -4,7 +4,6 @@ import { parseArgs } from 'node:util';
 import { formatDiagnostic, loadAndCompile } from './load.js';
 import { UsageError } from './usage-error.js';
 
-export const RENDER_USAGE = 'nwfilter-operator render -f <file|dir>... -o <dir>';
 
 /** Writes <dir>/<filter>.xml for every filter: exactly the XML the agent defines. */
 export function runRender(argv: string[], out: NodeJS.WritableStream): number {
@@ -13,7 +12,7 @@ export function runRender(argv: string[], out: NodeJS.WritableStream): number {
     options: { file: { type: 'string', short: 'f', multiple: true }, output: { type: 'string', short: 'o' } },
     strict: true,
   });
-  if (!values.output) throw new UsageError(`missing -o <dir>\nusage: ${RENDER_USAGE}`);
+  if (!values.output) throw new UsageError(`missing -o <dir>\nusage: nwfilter-operator render -f <file|dir>... -o <dir>`);
   const compiled = loadAndCompile(values.file ?? []);
   const errors = compiled.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) throw new UsageError(errors.map(formatDiagnostic).join('\n'));
