@@ -1,0 +1,40 @@
+import { Agent } from '../agent/agent.js';
+import { connectAgentLibvirt } from '../agent/libvirt-adapter.js';
+import { loadKubeConfig, makeClients } from '../kube/index.js';
+import { AgentConfig, agentFallbacks, loadConfig } from '../runtime/config.js';
+import { startProbeServers } from '../runtime/http-server.js';
+import { createLogger } from '../runtime/logger.js';
+import { createMetrics } from '../runtime/metrics.js';
+import { Shutdown } from '../runtime/shutdown.js';
+
+
+/** Runs until SIGTERM/SIGINT. Ready once the caches synced and libvirt answered. */
+export async function runAgent(argv: string[]): Promise<number> {
+  const config = loadConfig(AgentConfig, argv, process.env, agentFallbacks(process.env));
+  const log = createLogger(config.logLevel, 'agent').child({ node: config.nodeName });
+  const metrics = createMetrics();
+  const shutdown = new Shutdown(log);
+  shutdown.installSignalHandlers();
+
+  const libvirt = await connectAgentLibvirt({ socketPath: config.libvirtSocket, log, metrics });
+  shutdown.add('libvirt', () => libvirt.close());
+  const clients = makeClients(loadKubeConfig(config.kubeconfig));
+  const agent = new Agent({
+    nodeName: config.nodeName,
+    clients,
+    libvirt,
+    log,
+    metrics,
+    resyncMs: config.resyncPeriod,
+    concurrency: config.concurrency,
+    isInUse: libvirt.isInUse,
+    isNotFound: libvirt.isNotFound,
+  });
+  const probe = { healthy: () => !shutdown.stopping, ready: () => agent.synced && libvirt.isConnected() };
+  await startProbeServers(config, metrics.registry, probe, log, shutdown);
+  shutdown.add('agent', () => agent.stop());
+  log.info({ socket: config.libvirtSocket, resyncMs: config.resyncPeriod }, 'starting agent');
+  await agent.start();
+  await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve()));
+  return 0;
+}

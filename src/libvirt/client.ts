@@ -1,0 +1,330 @@
+import { EventEmitter } from 'node:events';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { RpcConnection } from './connection.js';
+import { LibvirtDisconnectedError, isNotFound, isUuidMismatch } from './errors.js';
+import {
+  DOMAIN_AFFECT_CONFIG,
+  DOMAIN_AFFECT_LIVE,
+  DOMAIN_EVENT_ID_LIFECYCLE,
+  DOMAIN_XML_INACTIVE,
+  DomainEventType,
+  DomainState,
+  NWFILTER_DEFINE_VALIDATE,
+  Proc,
+  STARTED_MIGRATED,
+  STOPPED_MIGRATED,
+} from './protocol.js';
+import type { DomainLifecycleEvent, DomainRef, DomainSummary, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
+import { bytesToUuid, uuidToBytes } from './uuid.js';
+import { XdrReader, XdrWriter } from './xdr.js';
+
+const readFilter = (r: XdrReader): NwFilterRef => ({ name: r.string(), uuid: bytesToUuid(r.fixedOpaque(16)) });
+const readDomain = (r: XdrReader): DomainRef => ({ name: r.string(), uuid: bytesToUuid(r.fixedOpaque(16)), id: r.int() });
+const readBinding = (r: XdrReader): NwFilterBinding => ({ portdev: r.string(), filter: r.string() });
+const writeFilter = (w: XdrWriter, f: NwFilterRef): XdrWriter => w.string(f.name).fixedOpaque(uuidToBytes(f.uuid));
+const writeDomain = (w: XdrWriter, d: DomainRef): XdrWriter => w.string(d.name).fixedOpaque(uuidToBytes(d.uuid)).int(d.id);
+
+/** remote_auth_type */
+const AUTH_NONE = 0;
+const AUTH_POLKIT = 2;
+
+const UUID_IN_XML = /<uuid>\s*([0-9a-fA-F-]{32,36})\s*<\/uuid>/;
+
+/**
+ * A client of libvirt's remote RPC protocol over its unix socket, in TypeScript: no native build,
+ * many calls multiplexed on one connection, per-call typed errors, lifecycle events, automatic
+ * reconnection with exponential backoff. Calls made while disconnected fail at once with
+ * LibvirtDisconnectedError; a call in flight when the connection drops fails the same way.
+ *
+ * Events: 'connected', 'disconnected', 'domain-event' (DomainLifecycleEvent).
+ */
+export class LibvirtClient extends EventEmitter {
+  private conn: RpcConnection | undefined;
+  private readonly queue: PQueue;
+  private readonly log: Logger | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private closing = false;
+  private connecting: Promise<void> | undefined;
+  readonly socketPath: string;
+  readonly uri: string;
+
+  constructor(private readonly options: LibvirtClientOptions = {}) {
+    super();
+    this.socketPath = options.socketPath ?? '/var/run/libvirt/libvirt-sock';
+    this.uri = options.uri ?? 'qemu:///system';
+    this.queue = new PQueue({ concurrency: options.concurrency ?? 8 });
+    this.log = options.log;
+  }
+
+  get connected(): boolean {
+    return this.conn?.isOpen ?? false;
+  }
+
+  /** Connects (once); resolves when connected, rejects with LibvirtDisconnectedError otherwise. */
+  connect(): Promise<void> {
+    this.closing = false;
+    this.connecting ??= this.openOnce().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** Like connect(), but keeps retrying with backoff in the background when the first attempt fails. */
+  async connectWithRetry(): Promise<void> {
+    try {
+      await this.connect();
+    } catch (err) {
+      this.scheduleReconnect(err);
+    }
+  }
+
+  private async openOnce(): Promise<void> {
+    const conn = await RpcConnection.open(this.socketPath, this.options.connectTimeoutMs ?? 5000);
+    try {
+      await this.authenticate(conn);
+      await conn.call(Proc.connectOpen, 'connect-open', new XdrWriter().optString(this.uri).uint(0).bytes(), this.options.callTimeoutMs ?? 30_000);
+      await conn.call(
+        Proc.connectDomainEventCallbackRegisterAny,
+        'event-register',
+        new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).bool(false).bytes(),
+        this.options.callTimeoutMs ?? 30_000,
+      );
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
+    conn.on('close', () => this.onConnectionLost(conn));
+    this.conn = conn;
+    this.failures = 0;
+    this.log?.info({ socket: this.socketPath, uri: this.uri }, 'connected to libvirtd');
+    this.options.onConnectionChange?.(true);
+    this.emit('connected');
+  }
+
+  /**
+   * Debian's libvirtd asks for polkit authentication on the read-write socket; for root (and for
+   * anyone polkit allows) the AUTH_POLKIT call completes at once, as virsh does it. SASL is not
+   * supported: use the unix socket.
+   */
+  private async authenticate(conn: RpcConnection): Promise<void> {
+    const timeout = this.options.callTimeoutMs ?? 30_000;
+    const types = new XdrReader(await conn.call(Proc.authList, 'auth-list', Buffer.alloc(0), timeout)).array((r) => r.int());
+    if (types.length === 0 || types.includes(AUTH_NONE)) return;
+    if (!types.includes(AUTH_POLKIT)) throw new LibvirtDisconnectedError(`libvirtd requires authentication types ${types.join(',')}; only none and polkit are supported`);
+    await conn.call(Proc.authPolkit, 'auth-polkit', Buffer.alloc(0), timeout);
+  }
+
+  private onConnectionLost(conn: RpcConnection): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    this.options.onConnectionChange?.(false);
+    this.emit('disconnected');
+    if (this.closing) return;
+    this.log?.warn({ socket: this.socketPath }, 'connection to libvirtd lost; reconnecting');
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(err?: unknown): void {
+    if (this.closing || this.reconnectTimer) return;
+    this.failures++;
+    const { baseMs, maxMs } = this.options.reconnect ?? { baseMs: 250, maxMs: 10_000 };
+    const delay = Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
+    if (err) this.log?.warn({ err: String((err as Error).message ?? err), retryInMs: delay }, 'cannot connect to libvirtd');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect().catch((e: unknown) => this.scheduleReconnect(e));
+    }, delay);
+  }
+
+  private onMessage(proc: number, body: Buffer): void {
+    if (proc !== Proc.domainEventCallbackLifecycle) return;
+    try {
+      const r = new XdrReader(body);
+      r.int(); // callback id: we register one lifecycle callback per connection
+      const domain = readDomain(r);
+      const type = r.int();
+      const detail = r.int();
+      const migrated = (type === 2 && detail === STARTED_MIGRATED) || (type === 5 && detail === STOPPED_MIGRATED);
+      const event: DomainLifecycleEvent = { domain, event: migrated ? 'migrated' : (DomainEventType[type] ?? 'defined'), detail };
+      this.emit('domain-event', event);
+    } catch (err) {
+      this.log?.warn({ err }, 'undecodable libvirt event');
+    }
+  }
+
+  /** One RPC call, bounded by the concurrency limit, reported to onCall. */
+  private call(proc: number, op: string, args: XdrWriter = new XdrWriter(0)): Promise<XdrReader> {
+    return this.queue.add(async () => {
+      const conn = this.conn;
+      if (!conn?.isOpen) throw new LibvirtDisconnectedError(`${op}: not connected to libvirtd`);
+      const start = performance.now();
+      try {
+        const body = await conn.call(proc, op, args.bytes(), this.options.callTimeoutMs ?? 30_000);
+        this.options.onCall?.(op, performance.now() - start, true);
+        return new XdrReader(body);
+      } catch (err) {
+        this.options.onCall?.(op, performance.now() - start, false);
+        throw err;
+      }
+    }) as Promise<XdrReader>;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const conn = this.conn;
+    if (!conn) return;
+    try {
+      await conn.call(Proc.connectClose, 'connect-close', Buffer.alloc(0), 2000);
+    } catch {
+      // closing anyway
+    }
+    conn.close();
+  }
+
+  // ---- nwfilters -------------------------------------------------------------------------
+
+  async listFilters(): Promise<NwFilterRef[]> {
+    const r = await this.call(Proc.connectListAllNwfilters, 'nwfilter-list', new XdrWriter().int(1).uint(0));
+    return r.array(readFilter);
+  }
+
+  async lookupFilterByName(name: string): Promise<NwFilterRef> {
+    return readFilter(await this.call(Proc.nwfilterLookupByName, 'nwfilter-lookup-by-name', new XdrWriter().string(name)));
+  }
+
+  async lookupFilterByUuid(uuid: string): Promise<NwFilterRef> {
+    return readFilter(await this.call(Proc.nwfilterLookupByUuid, 'nwfilter-lookup-by-uuid', new XdrWriter().fixedOpaque(uuidToBytes(uuid))));
+  }
+
+  async filterXml(filter: string | NwFilterRef): Promise<string> {
+    const ref = typeof filter === 'string' ? await this.lookupFilterByName(filter) : filter;
+    return (await this.call(Proc.nwfilterGetXmlDesc, 'nwfilter-get-xml', writeFilter(new XdrWriter(), ref).uint(0))).string();
+  }
+
+  /** The filter's XML, or undefined when there is no filter of that name. */
+  async filterXmlIfExists(name: string): Promise<string | undefined> {
+    try {
+      return await this.filterXml(name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Defines (or redefines) a filter with libvirt's validation on. libvirt requires the existing
+   * UUID on redefinition: a missing or different <uuid> is replaced by the existing one.
+   */
+  async defineFilter(xml: string): Promise<NwFilterRef> {
+    const define = async (text: string) =>
+      readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(NWFILTER_DEFINE_VALIDATE)));
+    const name = /<filter[^>]*\sname=["']([^"']+)["']/.exec(xml)?.[1];
+    if (!UUID_IN_XML.test(xml) && name) {
+      const existing = await this.lookupFilterByName(name).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+      if (existing) xml = xml.replace(/(<filter[^>]*>)/, `$1<uuid>${existing.uuid}</uuid>`);
+    }
+    try {
+      return await define(xml);
+    } catch (err) {
+      if (!isUuidMismatch(err) || !name) throw err;
+      const existing = await this.lookupFilterByName(name);
+      return define(xml.replace(UUID_IN_XML, `<uuid>${existing.uuid}</uuid>`));
+    }
+  }
+
+  async undefineFilter(filter: string | NwFilterRef): Promise<void> {
+    const ref = typeof filter === 'string' ? await this.lookupFilterByName(filter) : filter;
+    await this.call(Proc.nwfilterUndefine, 'nwfilter-undefine', writeFilter(new XdrWriter(), ref));
+  }
+
+  // ---- nwfilter bindings -----------------------------------------------------------------
+
+  async listBindings(): Promise<NwFilterBinding[]> {
+    const r = await this.call(Proc.connectListAllNwfilterBindings, 'nwfilter-binding-list', new XdrWriter().int(1).uint(0));
+    return r.array(readBinding);
+  }
+
+  async createBinding(xml: string): Promise<NwFilterBinding> {
+    return readBinding(await this.call(Proc.nwfilterBindingCreateXml, 'nwfilter-binding-create', new XdrWriter().string(xml).uint(0)));
+  }
+
+  async deleteBinding(binding: NwFilterBinding): Promise<void> {
+    await this.call(Proc.nwfilterBindingDelete, 'nwfilter-binding-delete', new XdrWriter().string(binding.portdev).string(binding.filter));
+  }
+
+  // ---- domains ---------------------------------------------------------------------------
+
+  async listDomainRefs(flags = 0): Promise<DomainRef[]> {
+    const r = await this.call(Proc.connectListAllDomains, 'domain-list', new XdrWriter().int(1).uint(flags));
+    return r.array(readDomain);
+  }
+
+  /** Every domain with its state; persistence comes from a second listing (flag PERSISTENT). */
+  async listDomains(): Promise<DomainSummary[]> {
+    const [all, persistent] = await Promise.all([this.listDomainRefs(0), this.listDomainRefs(4)]);
+    const persistentUuids = new Set(persistent.map((d) => d.uuid));
+    return Promise.all(
+      all.map(async (d) => {
+        const state = await this.domainState(d).catch((err: unknown) => (isNotFound(err) ? 'shutoff' : Promise.reject(err)));
+        return { ...d, state, active: d.id !== -1, persistent: persistentUuids.has(d.uuid) } as DomainSummary;
+      }),
+    );
+  }
+
+  async lookupDomainByName(name: string): Promise<DomainRef> {
+    return readDomain(await this.call(Proc.domainLookupByName, 'domain-lookup-by-name', new XdrWriter().string(name)));
+  }
+
+  async lookupDomainByUuid(uuid: string): Promise<DomainRef> {
+    return readDomain(await this.call(Proc.domainLookupByUuid, 'domain-lookup-by-uuid', new XdrWriter().fixedOpaque(uuidToBytes(uuid))));
+  }
+
+  async domainState(domain: DomainRef): Promise<DomainSummary['state']> {
+    const r = await this.call(Proc.domainGetState, 'domain-get-state', writeDomain(new XdrWriter(), domain).uint(0));
+    return DomainState[r.int()] ?? 'nostate';
+  }
+
+  async isPersistent(domain: DomainRef): Promise<boolean> {
+    return (await this.call(Proc.domainIsPersistent, 'domain-is-persistent', writeDomain(new XdrWriter(), domain))).int() === 1;
+  }
+
+  async isActive(domain: DomainRef): Promise<boolean> {
+    return (await this.call(Proc.domainIsActive, 'domain-is-active', writeDomain(new XdrWriter(), domain))).int() === 1;
+  }
+
+  /** The domain's XML; `inactive` gives the persistent definition instead of the running one. */
+  async domainXml(domain: DomainRef, inactive = false): Promise<string> {
+    const r = await this.call(Proc.domainGetXmlDesc, 'domain-get-xml', writeDomain(new XdrWriter(), domain).uint(inactive ? DOMAIN_XML_INACTIVE : 0));
+    return r.string();
+  }
+
+  /** virDomainUpdateDeviceFlags with explicit AFFECT_LIVE / AFFECT_CONFIG. */
+  async updateDevice(domain: DomainRef, deviceXml: string, target: { live: boolean; config: boolean }): Promise<void> {
+    const flags = (target.live ? DOMAIN_AFFECT_LIVE : 0) | (target.config ? DOMAIN_AFFECT_CONFIG : 0);
+    await this.call(Proc.domainUpdateDeviceFlags, 'domain-update-device', writeDomain(new XdrWriter(), domain).string(deviceXml).uint(flags));
+  }
+
+  /**
+   * Updates an interface where the domain has it: the running instance when active, the
+   * persistent definition when persistent (both for a running persistent domain).
+   */
+  async updateInterface(domain: DomainRef, interfaceXml: string): Promise<{ live: boolean; config: boolean }> {
+    const [active, persistent] = await Promise.all([this.isActive(domain), this.isPersistent(domain)]);
+    const target = { live: active, config: persistent };
+    await this.updateDevice(domain, interfaceXml, target);
+    return target;
+  }
+
+  async libVersion(): Promise<string> {
+    const r = await this.call(Proc.connectGetLibVersion, 'connect-get-lib-version');
+    const hi = r.uint();
+    const lo = r.uint();
+    const v = hi * 2 ** 32 + lo;
+    return `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
+  }
+}
