@@ -99,6 +99,11 @@ export class Agent {
       });
     }
     this.o.libvirt.onDomainEvent((e) => {
+      if (!e.uuid) {
+        // (Re)connected: events may have been missed while disconnected.
+        this.resync();
+        return;
+      }
       this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
       void this.refreshDomains().then(() => {
         for (const vm of this.informers.VMFilter.list()) {
