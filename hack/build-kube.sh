@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds pinned kube-apiserver, etcd and helm from Go modules into the cache, keyed by version,
+# with version ldflags so that /version and `helm version` tell the truth. Reuses what is built.
+# Needs only the Go toolchain and the Go module proxy.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.sh
+source "$here/versions.sh"
+mkdir -p "$NWF_BIN"
+export GOFLAGS=-mod=mod CGO_ENABLED=0
+build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap
+  code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib
+  dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy
+  kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
+  sample-controller)
+
+# Writes a wrapper module in the cache from hack/kube/<name>/main.go and builds it.
+build_wrapper() {
+  local name=$1 out=$2 ldflags=$3 gomod=$4
+  local dir=$NWF_CACHE/src/$name
+  mkdir -p "$dir"
+  cp "$here/kube/$name/main.go" "$dir/main.go"
+  printf '%s\n' "$gomod" >"$dir/go.mod"
+  (cd "$dir" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
+}
+
+apiserver=$NWF_BIN/kube-apiserver-v$KUBE_VERSION
+if [[ ! -x $apiserver ]]; then
+  echo "build: kube-apiserver v$KUBE_VERSION (a cold build takes 5-15 minutes on 2 cores)"
+  start=$(date +%s)
+  minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
+  gomod="module nwfilter-operator/hack/kube-apiserver
+go 1.24
+require k8s.io/kubernetes v$KUBE_VERSION"
+  for m in "${staging[@]}"; do gomod+=$'\n'"replace k8s.io/$m => k8s.io/$m v0.${KUBE_VERSION#1.}"; done
+  ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  done
+  build_wrapper kube-apiserver "$apiserver" "$ld" "$gomod"
+  echo "build: kube-apiserver done in $(( $(date +%s) - start ))s"
+fi
+
+etcd=$NWF_BIN/etcd-v$ETCD_VERSION
+if [[ ! -x $etcd ]]; then
+  echo "build: etcd v$ETCD_VERSION"
+  start=$(date +%s)
+  build_wrapper etcd "$etcd" "" "module nwfilter-operator/hack/etcd
+go 1.24
+require go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
+  echo "build: etcd done in $(( $(date +%s) - start ))s"
+fi
+
+helm=$NWF_BIN/helm-v$HELM_VERSION
+if [[ ! -x $helm ]]; then
+  echo "build: helm v$HELM_VERSION"
+  start=$(date +%s)
+  GOBIN=$NWF_CACHE/gobin-helm go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  mv "$NWF_CACHE/gobin-helm/helm" "$helm"
+  echo "build: helm done in $(( $(date +%s) - start ))s"
+fi
+
+# Stable names for PATH (see hack/kube-env.sh).
+ln -sf "$apiserver" "$NWF_BIN/kube-apiserver"
+ln -sf "$etcd" "$NWF_BIN/etcd"
+ln -sf "$helm" "$NWF_BIN/helm"
+echo "build: kube-apiserver v$KUBE_VERSION, etcd v$ETCD_VERSION, helm v$HELM_VERSION in $NWF_BIN"
