@@ -62,6 +62,15 @@ export class LibvirtClient extends EventEmitter {
     return this.conn?.isOpen ?? false;
   }
 
+  /** Calls being executed right now (at most `concurrency`); more wait in `queued`. */
+  get inFlight(): number {
+    return this.queue.pending;
+  }
+
+  get queued(): number {
+    return this.queue.size;
+  }
+
   /** Connects (once); resolves when connected, rejects with LibvirtDisconnectedError otherwise. */
   connect(): Promise<void> {
     this.closing = false;
@@ -220,7 +229,7 @@ export class LibvirtClient extends EventEmitter {
    * Defines (or redefines) a filter with libvirt's validation on. libvirt requires the existing
    * UUID on redefinition: a missing or different <uuid> is replaced by the existing one.
    */
-  async defineFilter(xml: string): Promise<NwFilterRef> {
+  async defineFilter(xml: string, options: { adoptExistingUuid?: boolean } = {}): Promise<NwFilterRef> {
     const define = async (text: string) =>
       readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(NWFILTER_DEFINE_VALIDATE)));
     const name = /<filter[^>]*\sname=["']([^"']+)["']/.exec(xml)?.[1];
@@ -231,7 +240,7 @@ export class LibvirtClient extends EventEmitter {
     try {
       return await define(xml);
     } catch (err) {
-      if (!isUuidMismatch(err) || !name) throw err;
+      if (!isUuidMismatch(err) || !name || options.adoptExistingUuid === false) throw err;
       const existing = await this.lookupFilterByName(name);
       return define(xml.replace(UUID_IN_XML, `<uuid>${existing.uuid}</uuid>`));
     }
