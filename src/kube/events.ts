@@ -1,4 +1,4 @@
-import type { EventsV1Api } from '@kubernetes/client-node';
+import { V1MicroTime, type EventsV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../api/index.js';
 
@@ -37,7 +37,7 @@ export class EventRecorder {
         namespace: this.namespace,
         body: {
           metadata: { generateName: `${target.name.slice(0, 200)}.` },
-          eventTime: new Date(),
+          eventTime: new V1MicroTime(),
           reportingController: this.controller,
           reportingInstance: this.instance.slice(0, 128),
           action: action.slice(0, 128),

@@ -1,4 +1,4 @@
-import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { statusCodeOf } from './client.js';
 
@@ -16,7 +16,8 @@ export interface LeaderElectionOptions {
   onStoppedLeading: () => void;
 }
 
-const micro = (d: Date): Date => d; // client-node serializes V1MicroTime from Date
+// Lease times are MicroTime: the API server rejects a plain Date's millisecond ISO string.
+const micro = (d: Date): V1MicroTime => new V1MicroTime(d.getTime());
 
 /**
  * Lease-based leader election in the manner of client-go: the holder renews every retry period;
