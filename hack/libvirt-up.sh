@@ -9,7 +9,7 @@ packages=(libvirt-daemon libvirt-daemon-config-nwfilter libvirt-clients iptables
 
 answers() { timeout 10 virsh -c "$uri" nwfilter-list >/dev/null 2>&1; }
 
-if answers; then
+if answers && grep -qs '^user = "root"' /etc/libvirt/qemu.conf; then
   echo "libvirtd: running ($uri, socket $socket)"
   exit 0
 fi
@@ -29,11 +29,21 @@ fi
 getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 mkdir -p /var/log/libvirt/qemu /var/run/libvirt /var/lib/libvirt/qemu
-# Guests run as root: no dedicated user can own the tap devices in this sandbox.
-if [[ -f /etc/libvirt/qemu.conf ]] && ! grep -q '^user = "root"' /etc/libvirt/qemu.conf; then
+# Guests run as root. Besides tap devices, this matters for /dev/kvm (root-only here): with the
+# default libvirt-qemu user, libvirt finds KVM "no longer available" on every call, throws its
+# QEMU capability cache away and re-probes QEMU for ~15 s (seen in virQEMUCapsIsValid's debug log).
+config_changed=no
+if ! grep -qs '^user = "root"' /etc/libvirt/qemu.conf; then
+  mkdir -p /etc/libvirt
   printf 'user = "root"\ngroup = "root"\n' >>/etc/libvirt/qemu.conf
+  config_changed=yes
 fi
 
+if [[ $config_changed == yes ]] && pgrep -x libvirtd >/dev/null; then
+  echo "libvirtd: restarting to apply qemu.conf"
+  pkill -TERM -x libvirtd || true
+  for _ in $(seq 40); do pgrep -x libvirtd >/dev/null || break; sleep 0.25; done
+fi
 pgrep -x virtlogd >/dev/null || virtlogd -d
 # `libvirtd -d` exits 0 even when the daemon dies right after: poll until it answers.
 pgrep -x libvirtd >/dev/null || libvirtd -d

@@ -105,7 +105,7 @@ export class Agent {
         return;
       }
       this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
-      void this.refreshDomains().then(() => {
+      this.refreshDomainsThen(() => {
         for (const vm of this.informers.VMFilter.list()) {
           const spec = (vm as VMFilter).spec;
           if (spec?.domain?.name === e.name || spec?.domain?.uuid?.toLowerCase() === e.uuid.toLowerCase()) {
@@ -137,7 +137,7 @@ export class Agent {
   resync(): void {
     this.filters.invalidate();
     this.attached.clear();
-    void this.refreshDomains().then(() => {
+    this.refreshDomainsThen(() => {
       this.enqueueAllVms();
       this.queue.add(GC_KEY);
     });
@@ -152,6 +152,14 @@ export class Agent {
     this.resyncTimer = undefined;
     await this.queue.shutdown();
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+  }
+
+  /** Refreshes the domain list, then runs `next`; a failure is logged and retried at the next resync. */
+  private refreshDomainsThen(next: () => void): void {
+    this.refreshDomains().then(next, (err: unknown) => {
+      this.o.metrics.errors.inc({ component: 'agent' });
+      this.log.warn({ err: String((err as Error)?.message ?? err) }, 'cannot list domains; retrying at the next resync');
+    });
   }
 
   private refreshDomains(): Promise<void> {
