@@ -68,6 +68,7 @@ export class Agent {
   private resyncTimer: NodeJS.Timeout | undefined;
   private domainRefresh: Promise<void> | undefined;
   private domainsLoaded = false;
+  private stopped = false;
 
   constructor(private readonly o: AgentOptions) {
     this.log = o.log;
@@ -126,7 +127,16 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    await this.refreshDomains();
+    // libvirtd may not be up yet: keep trying (the agent is not ready meanwhile).
+    for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await this.refreshDomains();
+        break;
+      } catch (err) {
+        this.log.warn({ err: String((err as Error)?.message ?? err), retryInMs: delay }, 'cannot list domains yet');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
     await Promise.all(Object.values(this.informers).map((i) => i.start()));
     this.enqueueAllVms();
     this.queue.addAfter(GC_KEY, 2000);
@@ -148,6 +158,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.resyncTimer);
     this.resyncTimer = undefined;
     await this.queue.shutdown();
