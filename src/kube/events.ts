@@ -36,7 +36,8 @@ export class EventRecorder {
       await this.api.createNamespacedEvent({
         namespace: this.namespace,
         body: {
-          metadata: { generateName: `${target.name.slice(0, 200)}.` },
+          // Named like client-go's events: <object>.<unique hex>.
+          metadata: { name: `${target.name.slice(0, 200)}.${now.toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}` },
           eventTime: new V1MicroTime(),
           reportingController: this.controller,
           reportingInstance: this.instance.slice(0, 128),

@@ -127,3 +127,21 @@ describe('leader election', () => {
     }
   });
 });
+
+describe('events', () => {
+  it('records an Event when a VMFilter becomes not accepted', async () => {
+    const name = `${P}-ev`;
+    const c = await startOperator('controller', ['--leader-elect', 'false'], 'controller-events');
+    try {
+      applyObjects([{ apiVersion: API, kind: 'VMFilter', metadata: { name, labels: { test: P } }, spec: { domain: { name }, department: `${P}-nowhere` } }]);
+      const ev = await waitFor('event', () => {
+        const list = getJson<{ items: { reason: string; type: string; note?: string; message?: string; regarding?: { name: string }; involvedObject?: { name: string } }[] }>(['events', '-n', 'default', '--field-selector', `involvedObject.name=${name}`]).items;
+        return list.find((e) => e.reason === 'DepartmentNotFound');
+      }, 30_000);
+      expect(ev.type).toBe('Warning');
+    } finally {
+      kubectl(['delete', 'vmfilter', name, '--timeout=30s']); // while the controller runs, so it drops its finalizer
+      await c.stop();
+    }
+  });
+});
