@@ -57,8 +57,12 @@ helm=$NWF_BIN/helm-v$HELM_VERSION
 if [[ ! -x $helm ]]; then
   echo "build: helm v$HELM_VERSION"
   start=$(date +%s)
+  # As helm's Makefile does: the Kubernetes version `helm template` assumes comes from its client-go.
+  helm_gomod=$(go mod download -json "helm.sh/helm/v3@v$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$helm_gomod")
+  k8s_minor=$(cut -d. -f2 <<<"$client_go")
   GOBIN=$NWF_CACHE/gobin-helm go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor" \
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   mv "$NWF_CACHE/gobin-helm/helm" "$helm"
   echo "build: helm done in $(( $(date +%s) - start ))s"

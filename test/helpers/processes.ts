@@ -23,6 +23,10 @@ export interface OperatorProcess {
   metrics(): Promise<string>;
 }
 
+const running = new Set<ChildProcess>();
+// A test that fails half-way must not leave operators running against the shared daemons.
+process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')));
+
 /** Starts `nwfilter-operator <command>` from source, logging to a file under $NWF_STATE/test-logs. */
 export async function startOperator(command: 'controller' | 'agent', args: string[], label: string): Promise<OperatorProcess> {
   const metricsPort = await freePort();
@@ -36,6 +40,8 @@ export async function startOperator(command: 'controller' | 'agent', args: strin
     ['--import', 'tsx', 'src/cli.ts', command, '--metrics-addr', `127.0.0.1:${metricsPort}`, '--health-addr', `127.0.0.1:${healthPort}`, ...args],
     { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -57,13 +63,16 @@ export async function startOperator(command: 'controller' | 'agent', args: strin
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${label} exited with ${child.exitCode}; see ${logFile}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${label} not ready after 60s; see ${logFile}`);
+    }
     try {
       const r = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
       if (r.ok) break;
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`${label} not ready after 60s; see ${logFile}`);
     await new Promise((r) => setTimeout(r, 200));
   }
   return proc;

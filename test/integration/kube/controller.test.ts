@@ -101,11 +101,12 @@ describe('leader election', () => {
     process.env.POD_NAME = 'replica-a';
     const a = await startOperator('controller', common, 'replica-a');
     const holder = () => getJson<{ spec: { holderIdentity?: string } }>(['lease', '-n', ns, id]).spec.holderIdentity;
-    await waitFor('replica-a leads', () => (holder() === 'replica-a' ? true : undefined), 30_000);
-    process.env.POD_NAME = 'replica-b';
-    const b = await startOperator('controller', common, 'replica-b');
-    delete process.env.POD_NAME;
+    let b: OperatorProcess | undefined;
     try {
+      await waitFor('replica-a leads', () => (holder() === 'replica-a' ? true : undefined), 30_000);
+      process.env.POD_NAME = 'replica-b';
+      b = await startOperator('controller', common, 'replica-b');
+      delete process.env.POD_NAME;
       await new Promise((r) => setTimeout(r, 2000));
       expect(holder()).toBe('replica-a');
       expect(metricValue(await a.metrics(), 'nwfilter_operator_leader')).toBe(1);
@@ -121,8 +122,9 @@ describe('leader election', () => {
       await waitFor('replica-c leads after expiry', () => (holder() === 'replica-c' ? true : undefined), 30_000);
       await c.stop();
     } finally {
+      delete process.env.POD_NAME;
       await a.stop();
-      await b.stop('SIGKILL');
+      await b?.stop('SIGKILL');
       kubectl(['delete', 'lease', '-n', ns, id]);
     }
   });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { renderChartFiles } from '../../../hack/chart-files.js';
 import { renderCrdFiles } from '../../../hack/crd-files.js';
 
 type Node = Record<string, unknown>;
@@ -28,6 +29,10 @@ describe('generated CRDs', () => {
     for (const { fileName, text } of files) {
       expect(readFileSync(join('crds', fileName), 'utf8'), `crds/${fileName} is stale`).toBe(text);
     }
+  });
+
+  it("the chart's copies of the CRDs and of the catalog are up to date (run `npm run gen:crds`)", () => {
+    for (const { path, text } of renderChartFiles()) expect(readFileSync(path, 'utf8'), `${path} is stale`).toBe(text);
   });
 
   it('are structural, with status subresource, printer columns, category and short names', async () => {
