@@ -4,7 +4,9 @@ import { defineConfig } from 'vitest/config';
 // for the tests that need it. Global setups are idempotent: they reuse a running daemon.
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ['default'] : ['default'],
+    // One test file at a time across all projects: the integration projects share one libvirtd and one
+    // API server, and an agent of one file must not collect another file's filters.
+    maxWorkers: 1,
     projects: [
       {
         test: {
