@@ -6,6 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 hack/node-deps.sh
+# A running demo agent would treat the tests' filters as orphans on the shared libvirtd (and the
+# tests' agents the demo's): stop the demo's processes first.
+state=${NWF_STATE:-/tmp/nwfilter-operator}
+for p in agent controller; do
+  if [[ -f $state/$p.pid ]] && kill -0 "$(cat "$state/$p.pid")" 2>/dev/null; then
+    echo "==> stopping the demo's $p (restart it with hack/demo.sh)"
+    kill "$(cat "$state/$p.pid")" || true
+    rm -f "$state/$p.pid"
+  fi
+done
 echo "==> typecheck"
 npx tsc --noEmit -p tsconfig.json
 echo "==> libvirtd"

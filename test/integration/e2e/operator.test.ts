@@ -1,7 +1,8 @@
 // The operator end to end: real kube-apiserver + etcd, real libvirtd, controller and agent as
 // processes. Every object, filter and domain carries this run's prefix.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compilePolicy, sameFilter, vmFilterName, departmentFilterName, GLOBAL_FILTER } from '../../../src/policy/index.js';
+import { parseResource } from '../../../src/api/index.js';
+import { compilePolicy, sameFilter, vmFilterName, departmentFilterName} from '../../../src/policy/index.js';
 import { prefixedExamples } from '../../helpers/examples.js';
 import { applyObjects, getJson, kubectl, kubectlOk, waitFor } from '../../helpers/kubectl.js';
 import { defineDomain, domainFilterrefs, filterNames, removeDomain, virsh } from '../../helpers/libvirt-cli.js';
@@ -44,7 +45,13 @@ describe('operator end to end', () => {
   it('applies the examples: every filter tree is in libvirt with the expected content and every VMFilter is Ready', async () => {
     applyObjects([...ex.services, ...ex.departments, ...ex.vms]);
     await waitFor('all VMFilters Ready', () => (allReady() ? true : undefined), 120_000);
-    const expected = compilePolicy(ex);
+    // The global filter holds every ServicePolicy of the cluster, not only this run's.
+    const services = getJson<{ items: unknown[] }>(['servicepolicies']).items.map((raw) => {
+      const p = parseResource('cluster', raw);
+      if ('message' in p) throw new Error(p.message);
+      return p.value as (typeof ex.services)[number];
+    });
+    const expected = compilePolicy({ ...ex, services });
     for (const name of vmNames) {
       const r = expected.vms.get(name)!;
       expect(r.ok).toBe(true);
@@ -52,7 +59,7 @@ describe('operator end to end', () => {
       for (const f of r.treeFilters) {
         const dumped = virsh('nwfilter-dumpxml', f.filter.name);
         expect(dumped.code, f.filter.name).toBe(0);
-        if (f.filter.name !== GLOBAL_FILTER) expect(sameFilter(dumped.stdout, f.xml), f.filter.name).toBe(true);
+        expect(sameFilter(dumped.stdout, f.xml), f.filter.name).toBe(true);
       }
       const o = vmObj(name);
       expect(o.status).toMatchObject({ nodeName: NODE, appliedHash: r.hash, desiredHash: r.hash, ruleCount: r.ruleCount, appliedGeneration: o.metadata.generation });

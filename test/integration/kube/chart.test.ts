@@ -96,6 +96,8 @@ describe('helm chart on the API server', () => {
   });
   afterAll(() => {
     helm('uninstall', RELEASE, '-n', NS);
+    // The catalog is a post-install hook: uninstall keeps it (by design). This run created it.
+    kubectl(['delete', 'servicepolicies', '-l', 'nwfilter.infinibay.io/catalog=default']);
     kubectl(['delete', 'namespace', NS, '--wait=false']);
   });
 
