@@ -69,11 +69,12 @@ export class WorkQueue {
     this.reportDepth();
   }
 
-  /** Adds the key after a delay; an earlier add of the same key wins. */
+  /**
+   * Adds the key after a delay. A key already scheduled keeps its earlier time (as controller-runtime's
+   * AddAfter), so a stream of calls coalesces into one run per delay instead of postponing it forever.
+   */
   addAfter(key: string, delayMs: number): void {
-    if (this.closed || this.waiting.has(key)) return;
-    const existing = this.timers.get(key);
-    if (existing) clearTimeout(existing);
+    if (this.closed || this.waiting.has(key) || this.timers.has(key)) return;
     this.timers.set(
       key,
       setTimeout(() => {

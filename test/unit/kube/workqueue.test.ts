@@ -112,4 +112,17 @@ describe('WorkQueue', () => {
     expect(runs).toBe(after);
     expect(q.pending).toBe(0);
   });
+
+  it('coalesces a stream of delayed adds into one run per delay (never postponed forever)', async () => {
+    let runs = 0;
+    const q = new WorkQueue(async () => void runs++, { name: 't' });
+    const until = Date.now() + 250;
+    while (Date.now() < until) {
+      q.addAfter('agg', 100);
+      await sleep(10);
+    }
+    expect(runs).toBeGreaterThanOrEqual(2);
+    expect(runs).toBeLessThanOrEqual(3);
+    await q.shutdown();
+  });
 });
