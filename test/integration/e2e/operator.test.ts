@@ -141,4 +141,27 @@ describe('operator end to end', () => {
     expect(filterNames()).not.toContain(vmFilterName(vm));
     expect(domainFilterrefs(ex.name('eng-db-01'), true)).toEqual([]);
   });
+
+  it('picks up a domain that appears after its VMFilter (lifecycle event)', async () => {
+    const name = `${P}-late`;
+    applyObjects([{ apiVersion: 'nwfilter.infinibay.io/v1alpha1', kind: 'VMFilter', metadata: { name, labels: { test: P } }, spec: { domain: { name } } }]);
+    await waitFor('Pending while no node has the domain', () => (cond(vmObj(name), 'Ready')?.reason === 'Pending' ? true : undefined), 30_000);
+    defineDomain(name, '52:54:00:e2:01:01', `nwfe9${P.slice(-6)}`);
+    try {
+      await waitFor('Ready once the domain exists', () => (cond(vmObj(name), 'Ready')?.status === 'True' ? true : undefined), 30_000);
+      expect(domainFilterrefs(name, true)).toEqual([vmFilterName(name)]);
+    } finally {
+      kubectl(['delete', 'vmfilter', name, '--timeout=60s']);
+      removeDomain(name);
+    }
+  });
+
+  it('cleans up everything of its VMFilters, then stops cleanly on SIGTERM', async () => {
+    kubectlOk(['delete', 'vmfilters', '-l', `test=${P}`, '--timeout=120s']);
+    expect(filterNames(`nwf-vm-${P}`)).toEqual([]);
+    const started = Date.now();
+    expect(await agent.stop('SIGTERM')).toBe(0);
+    expect(await controller.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
 });
