@@ -10,6 +10,7 @@ root=$(pwd)
 state=${NWF_STATE:-/tmp/nwfilter-operator}
 mkdir -p "$state"
 node_name=${NODE_NAME:-$(hostname)}
+NWF_STATE_KUBECONFIG=$state/kubeconfig
 
 stop_process() {
   local pidfile=$state/$1.pid
@@ -21,6 +22,11 @@ stop_process() {
 }
 
 if [[ ${1:-up} == down ]]; then
+  # Delete the examples while controller and agent still run, so that filters are detached and
+  # finalizers removed; then stop everything.
+  if [[ -f $NWF_STATE_KUBECONFIG ]] && [[ -f $state/agent.pid ]] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
+    KUBECONFIG=$NWF_STATE_KUBECONFIG kubectl delete -R -f examples/ --ignore-not-found --timeout=60s >/dev/null || true
+  fi
   stop_process agent
   stop_process controller
   hack/demo-domains.sh undefine || true
