@@ -227,22 +227,21 @@ export class LibvirtClient extends EventEmitter {
 
   /**
    * Defines (or redefines) a filter with libvirt's validation on. libvirt requires the existing
-   * UUID on redefinition: a missing or different <uuid> is replaced by the existing one.
+   * UUID on redefinition: when the XML has none or another one, libvirt answers "already exists
+   * with uuid", and the existing UUID is put in and the call repeated. A new filter or one whose
+   * XML carries the right UUID (the agent's always do) costs a single call.
    */
   async defineFilter(xml: string, options: { adoptExistingUuid?: boolean } = {}): Promise<NwFilterRef> {
     const define = async (text: string) =>
       readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(NWFILTER_DEFINE_VALIDATE)));
-    const name = /<filter[^>]*\sname=["']([^"']+)["']/.exec(xml)?.[1];
-    if (!UUID_IN_XML.test(xml) && name) {
-      const existing = await this.lookupFilterByName(name).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
-      if (existing) xml = xml.replace(/(<filter[^>]*>)/, `$1<uuid>${existing.uuid}</uuid>`);
-    }
     try {
       return await define(xml);
     } catch (err) {
+      const name = /<filter[^>]*\sname=["']([^"']+)["']/.exec(xml)?.[1];
       if (!isUuidMismatch(err) || !name || options.adoptExistingUuid === false) throw err;
       const existing = await this.lookupFilterByName(name);
-      return define(xml.replace(UUID_IN_XML, `<uuid>${existing.uuid}</uuid>`));
+      const uuid = `<uuid>${existing.uuid}</uuid>`;
+      return define(UUID_IN_XML.test(xml) ? xml.replace(UUID_IN_XML, uuid) : xml.replace(/(<filter[^>]*>)/, `$1${uuid}`));
     }
   }
 
