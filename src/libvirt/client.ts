@@ -1,26 +1,23 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, on } from 'node:events';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { RpcConnection } from './connection.js';
-import { LibvirtDisconnectedError, isNotFound, isUuidMismatch } from './errors.js';
+import { LibvirtDisconnectedError, LibvirtTimeoutError, isNotFound, isUuidMismatch } from './errors.js';
+import { decodeLifecycleEvent, readDomain } from './events.js';
 import {
   DOMAIN_AFFECT_CONFIG,
   DOMAIN_AFFECT_LIVE,
   DOMAIN_EVENT_ID_LIFECYCLE,
   DOMAIN_XML_INACTIVE,
-  DomainEventType,
   DomainState,
   NWFILTER_DEFINE_VALIDATE,
   Proc,
-  STARTED_MIGRATED,
-  STOPPED_MIGRATED,
 } from './protocol.js';
-import type { DomainLifecycleEvent, DomainRef, DomainSummary, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
+import type { DeviceTarget, DomainLifecycleEvent, DomainRef, DomainSummary, LibvirtApi, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
 import { bytesToUuid, uuidToBytes } from './uuid.js';
 import { XdrReader, XdrWriter } from './xdr.js';
 
 const readFilter = (r: XdrReader): NwFilterRef => ({ name: r.string(), uuid: bytesToUuid(r.fixedOpaque(16)) });
-const readDomain = (r: XdrReader): DomainRef => ({ name: r.string(), uuid: bytesToUuid(r.fixedOpaque(16)), id: r.int() });
 const readBinding = (r: XdrReader): NwFilterBinding => ({ portdev: r.string(), filter: r.string() });
 const writeFilter = (w: XdrWriter, f: NwFilterRef): XdrWriter => w.string(f.name).fixedOpaque(uuidToBytes(f.uuid));
 const writeDomain = (w: XdrWriter, d: DomainRef): XdrWriter => w.string(d.name).fixedOpaque(uuidToBytes(d.uuid)).int(d.id);
@@ -39,7 +36,7 @@ const UUID_IN_XML = /<uuid>\s*([0-9a-fA-F-]{32,36})\s*<\/uuid>/;
  *
  * Events: 'connected', 'disconnected', 'domain-event' (DomainLifecycleEvent).
  */
-export class LibvirtClient extends EventEmitter {
+export class LibvirtClient extends EventEmitter implements LibvirtApi {
   private conn: RpcConnection | undefined;
   private readonly queue: PQueue;
   private readonly log: Logger | undefined;
@@ -49,6 +46,7 @@ export class LibvirtClient extends EventEmitter {
   private connecting: Promise<void> | undefined;
   readonly socketPath: string;
   readonly uri: string;
+  private readonly callTimeoutMs: number;
 
   constructor(private readonly options: LibvirtClientOptions = {}) {
     super();
@@ -56,6 +54,7 @@ export class LibvirtClient extends EventEmitter {
     this.uri = options.uri ?? 'qemu:///system';
     this.queue = new PQueue({ concurrency: options.concurrency ?? 8 });
     this.log = options.log;
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
   }
 
   get connected(): boolean {
@@ -74,6 +73,12 @@ export class LibvirtClient extends EventEmitter {
   /** Connects (once); resolves when connected, rejects with LibvirtDisconnectedError otherwise. */
   connect(): Promise<void> {
     this.closing = false;
+    return this.open();
+  }
+
+  /** One connection attempt at a time, shared by connect() and the reconnect timer. */
+  private open(): Promise<void> {
+    if (this.conn?.isOpen) return Promise.resolve();
     this.connecting ??= this.openOnce().finally(() => {
       this.connecting = undefined;
     });
@@ -90,19 +95,20 @@ export class LibvirtClient extends EventEmitter {
   }
 
   private async openOnce(): Promise<void> {
-    const conn = await RpcConnection.open(this.socketPath, this.options.connectTimeoutMs ?? 5000);
+    const timeout = this.options.connectTimeoutMs ?? 5000;
+    const conn = await RpcConnection.open(this.socketPath, timeout);
     try {
-      await this.authenticate(conn);
-      await conn.call(Proc.connectOpen, 'connect-open', new XdrWriter().optString(this.uri).uint(0).bytes(), this.options.callTimeoutMs ?? 30_000);
-      await conn.call(
-        Proc.connectDomainEventCallbackRegisterAny,
-        'event-register',
-        new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).bool(false).bytes(),
-        this.options.callTimeoutMs ?? 30_000,
-      );
+      await this.authenticate(conn, timeout);
+      await conn.call(Proc.connectOpen, 'connect-open', new XdrWriter().optString(this.uri).uint(0).bytes(), timeout);
+      // Registered on every new connection, so events resume by themselves after a reconnect.
+      // remote_connect_domain_event_callback_register_any_args: eventID, remote_domain dom (NULL = all).
+      await conn.call(Proc.connectDomainEventCallbackRegisterAny, 'event-register', new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).bool(false).bytes(), timeout);
+      // close() while this attempt was under way: do not come back to life.
+      if (this.closing) throw new LibvirtDisconnectedError('client closed while connecting');
     } catch (err) {
       conn.close();
-      throw err;
+      // A handshake timeout means libvirtd is not answering: same as not reachable for callers.
+      throw err instanceof LibvirtTimeoutError ? new LibvirtDisconnectedError(err.message) : err;
     }
     conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
     conn.on('close', () => this.onConnectionLost(conn));
@@ -118,8 +124,7 @@ export class LibvirtClient extends EventEmitter {
    * anyone polkit allows) the AUTH_POLKIT call completes at once, as virsh does it. SASL is not
    * supported: use the unix socket.
    */
-  private async authenticate(conn: RpcConnection): Promise<void> {
-    const timeout = this.options.callTimeoutMs ?? 30_000;
+  private async authenticate(conn: RpcConnection, timeout: number): Promise<void> {
     const types = new XdrReader(await conn.call(Proc.authList, 'auth-list', Buffer.alloc(0), timeout)).array((r) => r.int());
     if (types.length === 0 || types.includes(AUTH_NONE)) return;
     if (!types.includes(AUTH_POLKIT)) throw new LibvirtDisconnectedError(`libvirtd requires authentication types ${types.join(',')}; only none and polkit are supported`);
@@ -144,34 +149,48 @@ export class LibvirtClient extends EventEmitter {
     if (err) this.log?.warn({ err: String((err as Error).message ?? err), retryInMs: delay }, 'cannot connect to libvirtd');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connect().catch((e: unknown) => this.scheduleReconnect(e));
+      this.open().catch((e: unknown) => this.scheduleReconnect(e));
     }, delay);
   }
 
   private onMessage(proc: number, body: Buffer): void {
     if (proc !== Proc.domainEventCallbackLifecycle) return;
+    let event: DomainLifecycleEvent;
     try {
-      const r = new XdrReader(body);
-      r.int(); // callback id: we register one lifecycle callback per connection
-      const domain = readDomain(r);
-      const type = r.int();
-      const detail = r.int();
-      const migrated = (type === 2 && detail === STARTED_MIGRATED) || (type === 5 && detail === STOPPED_MIGRATED);
-      const event: DomainLifecycleEvent = { domain, event: migrated ? 'migrated' : (DomainEventType[type] ?? 'defined'), detail };
-      this.emit('domain-event', event);
+      // One lifecycle callback per connection, so the callback id needs no routing.
+      const { callbackId: _, ...e } = decodeLifecycleEvent(body);
+      event = e;
     } catch (err) {
       this.log?.warn({ err }, 'undecodable libvirt event');
+      return;
+    }
+    this.emit('domain-event', event);
+  }
+
+  /** Lifecycle events as an async iterator; buffers events the consumer has not read yet. */
+  async *domainEvents(signal?: AbortSignal): AsyncIterable<DomainLifecycleEvent> {
+    try {
+      for await (const [e] of on(this, 'domain-event', signal ? { signal } : undefined)) yield e as DomainLifecycleEvent;
+    } catch (err) {
+      if ((err as Error).name !== 'AbortError') throw err;
     }
   }
 
-  /** One RPC call, bounded by the concurrency limit, reported to onCall. */
+  /**
+   * One RPC call, bounded by the concurrency limit, reported to onCall. Its deadline counts from
+   * now, so time spent waiting for a slot is included: a caller never waits longer than
+   * callTimeoutMs, even behind a queue of calls to a daemon that stopped answering.
+   */
   private call(proc: number, op: string, args: XdrWriter = new XdrWriter(0)): Promise<XdrReader> {
+    if (!this.conn?.isOpen) return Promise.reject(new LibvirtDisconnectedError(`${op}: not connected to libvirtd`));
+    const deadline = performance.now() + this.callTimeoutMs;
     return this.queue.add(async () => {
       const conn = this.conn;
       if (!conn?.isOpen) throw new LibvirtDisconnectedError(`${op}: not connected to libvirtd`);
       const start = performance.now();
       try {
-        const body = await conn.call(proc, op, args.bytes(), this.options.callTimeoutMs ?? 30_000);
+        if (deadline <= start) throw new LibvirtTimeoutError(`${op}: no free slot within ${this.callTimeoutMs} ms`);
+        const body = await conn.call(proc, op, args.bytes(), deadline - start);
         this.options.onCall?.(op, performance.now() - start, true);
         return new XdrReader(body);
       } catch (err) {
@@ -185,6 +204,8 @@ export class LibvirtClient extends EventEmitter {
     this.closing = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    // An attempt under way fails by itself once it sees `closing`.
+    await this.connecting?.catch(() => undefined);
     const conn = this.conn;
     if (!conn) return;
     try {
@@ -312,7 +333,7 @@ export class LibvirtClient extends EventEmitter {
   }
 
   /** virDomainUpdateDeviceFlags with explicit AFFECT_LIVE / AFFECT_CONFIG. */
-  async updateDevice(domain: DomainRef, deviceXml: string, target: { live: boolean; config: boolean }): Promise<void> {
+  async updateDevice(domain: DomainRef, deviceXml: string, target: DeviceTarget): Promise<void> {
     const flags = (target.live ? DOMAIN_AFFECT_LIVE : 0) | (target.config ? DOMAIN_AFFECT_CONFIG : 0);
     await this.call(Proc.domainUpdateDeviceFlags, 'domain-update-device', writeDomain(new XdrWriter(), domain).string(deviceXml).uint(flags));
   }
@@ -321,9 +342,9 @@ export class LibvirtClient extends EventEmitter {
    * Updates an interface where the domain has it: the running instance when active, the
    * persistent definition when persistent (both for a running persistent domain).
    */
-  async updateInterface(domain: DomainRef, interfaceXml: string): Promise<{ live: boolean; config: boolean }> {
+  async updateInterface(domain: DomainRef, interfaceXml: string): Promise<DeviceTarget> {
     const [active, persistent] = await Promise.all([this.isActive(domain), this.isPersistent(domain)]);
-    const target = { live: active, config: persistent };
+    const target = interfaceTarget(active, persistent);
     await this.updateDevice(domain, interfaceXml, target);
     return target;
   }
@@ -335,4 +356,14 @@ export class LibvirtClient extends EventEmitter {
     const v = hi * 2 ** 32 + lo;
     return `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
   }
+}
+
+/**
+ * Where an interface change must go for a domain in this state: a running domain's live interface
+ * (AFFECT_LIVE), a persistent domain's definition (AFFECT_CONFIG) so the change survives a restart,
+ * both for a running persistent domain. An inactive transient domain does not exist, so one of the
+ * two is always true.
+ */
+export function interfaceTarget(active: boolean, persistent: boolean): DeviceTarget {
+  return { live: active, config: persistent };
 }

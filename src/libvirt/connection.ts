@@ -26,7 +26,11 @@ export function encodePacket(h: Header, body: Buffer): Buffer {
   return out;
 }
 
-/** Splits the byte stream into packets: a 4-byte total length, the 24-byte header, the body. */
+/**
+ * Splits the byte stream into packets: a 4-byte total length, the 24-byte header, the body.
+ * Chunks are joined only once a whole packet has arrived, so a large reply (a domain's XML) that
+ * comes in many socket reads is copied once, not once per read.
+ */
 export class PacketReader {
   private chunks: Buffer[] = [];
   private size = 0;
@@ -34,13 +38,12 @@ export class PacketReader {
   push(data: Buffer, onPacket: (h: Header, body: Buffer) => void): void {
     this.chunks.push(data);
     this.size += data.length;
-    for (;;) {
-      if (this.size < 4) return;
-      let buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-      this.chunks = [buf];
-      const length = buf.readUInt32BE(0);
+    while (this.size >= 4) {
+      const first = this.chunks[0]!;
+      const length = first.length >= 4 ? first.readUInt32BE(0) : Buffer.concat(this.chunks, 4).readUInt32BE(0);
       if (length < 4 + HEADER_SIZE || length > MAX_PACKET) throw new LibvirtDisconnectedError(`libvirt protocol error: packet length ${length}`);
       if (this.size < length) return;
+      const buf = this.chunks.length === 1 ? first : Buffer.concat(this.chunks, this.size);
       const h: Header = {
         program: buf.readUInt32BE(4),
         version: buf.readUInt32BE(8),
@@ -49,10 +52,10 @@ export class PacketReader {
         serial: buf.readUInt32BE(20),
         status: buf.readInt32BE(24),
       };
+      const rest = buf.subarray(length);
+      this.chunks = rest.length ? [rest] : [];
+      this.size = rest.length;
       onPacket(h, buf.subarray(28, length));
-      buf = buf.subarray(length);
-      this.chunks = buf.length ? [buf] : [];
-      this.size = buf.length;
     }
   }
 }

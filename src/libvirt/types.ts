@@ -1,4 +1,5 @@
 import type { DomainEventType, DomainState } from './protocol.js';
+import type { Logger } from 'pino';
 
 export interface NwFilterRef {
   name: string;
@@ -25,7 +26,7 @@ export interface NwFilterBinding {
   filter: string;
 }
 
-export type DomainEventName = (typeof DomainEventType)[number] | 'migrated';
+export type DomainEventName = (typeof DomainEventType)[number] | 'migrated' | 'other';
 
 export interface DomainLifecycleEvent {
   domain: DomainRef;
@@ -39,14 +40,70 @@ export interface LibvirtClientOptions {
   socketPath?: string;
   /** Default qemu:///system (the nwfilter driver is reached through it). */
   uri?: string;
+  /**
+   * Deadline of one call in ms, counted from the moment it is made (time spent waiting for a
+   * concurrency slot included). Default 30 s. A call past it rejects with LibvirtTimeoutError.
+   */
   callTimeoutMs?: number;
+  /** Deadline of connecting and the handshake (auth, connect-open, event registration). Default 5 s. */
   connectTimeoutMs?: number;
   /** Calls in flight at most; more wait in a queue. */
   concurrency?: number;
+  /** Backoff between reconnect attempts: baseMs doubling up to maxMs. Default 250 ms to 10 s. */
   reconnect?: { baseMs: number; maxMs: number };
-  log?: import('pino').Logger;
+  log?: Logger;
   /** Called after every call: operation name, duration, success. For metrics. */
   onCall?: (op: string, durationMs: number, ok: boolean) => void;
   /** Called on every connection state change. */
   onConnectionChange?: (connected: boolean) => void;
+}
+
+/** Where an interface update goes: the running instance (AFFECT_LIVE) and/or the persistent definition (AFFECT_CONFIG). */
+export interface DeviceTarget {
+  live: boolean;
+  config: boolean;
+}
+
+/**
+ * Everything the operator does with libvirt, behind one interface (implemented by LibvirtClient over
+ * libvirt's remote RPC protocol). Every method rejects with LibvirtError (libvirt said no),
+ * LibvirtDisconnectedError (no connection; never a hang) or LibvirtTimeoutError (no reply in time).
+ */
+export interface LibvirtApi {
+  readonly connected: boolean;
+  /** Connects once; rejects with LibvirtDisconnectedError when libvirtd cannot be reached. */
+  connect(): Promise<void>;
+  /** Like connect(), but keeps retrying in the background with backoff when the first attempt fails. */
+  connectWithRetry(): Promise<void>;
+  /** Closes the connection and stops reconnecting; pending calls reject with LibvirtDisconnectedError. */
+  close(): Promise<void>;
+
+  listFilters(): Promise<NwFilterRef[]>;
+  lookupFilterByName(name: string): Promise<NwFilterRef>;
+  lookupFilterByUuid(uuid: string): Promise<NwFilterRef>;
+  filterXml(filter: string | NwFilterRef): Promise<string>;
+  filterXmlIfExists(name: string): Promise<string | undefined>;
+  /** virNWFilterDefineXMLFlags(VALIDATE); keeps the existing UUID of a filter of the same name. */
+  defineFilter(xml: string, options?: { adoptExistingUuid?: boolean }): Promise<NwFilterRef>;
+  undefineFilter(filter: string | NwFilterRef): Promise<void>;
+
+  listBindings(): Promise<NwFilterBinding[]>;
+  createBinding(xml: string): Promise<NwFilterBinding>;
+  deleteBinding(binding: NwFilterBinding): Promise<void>;
+
+  listDomains(): Promise<DomainSummary[]>;
+  lookupDomainByName(name: string): Promise<DomainRef>;
+  lookupDomainByUuid(uuid: string): Promise<DomainRef>;
+  domainState(domain: DomainRef): Promise<DomainStateName>;
+  domainXml(domain: DomainRef, inactive?: boolean): Promise<string>;
+  updateDevice(domain: DomainRef, deviceXml: string, target: DeviceTarget): Promise<void>;
+  /** update-device with LIVE and/or CONFIG chosen from the domain's state; returns the choice. */
+  updateInterface(domain: DomainRef, interfaceXml: string): Promise<DeviceTarget>;
+
+  /** Domain lifecycle events as an async iterator (ends when `signal` aborts). */
+  domainEvents(signal?: AbortSignal): AsyncIterable<DomainLifecycleEvent>;
+  on(event: 'domain-event', listener: (e: DomainLifecycleEvent) => void): this;
+  on(event: 'connected' | 'disconnected', listener: () => void): this;
+  off(event: 'domain-event', listener: (e: DomainLifecycleEvent) => void): this;
+  off(event: 'connected' | 'disconnected', listener: () => void): this;
 }
