@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Builds pinned kube-apiserver, etcd and helm from Go modules into the cache, keyed by version,
 # with version ldflags so that /version and `helm version` tell the truth. Reuses what is built.
-# Needs only the Go toolchain and the Go module proxy.
+# Needs only the Go toolchain and the Go module proxy. Every module is checked against the Go
+# checksum database (go.sum is generated next to the wrapper in $NWF_CACHE/src, not committed: the
+# wrapper's go.mod pins the one version and minimal version selection fixes everything else).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
 source "$here/versions.sh"
 mkdir -p "$NWF_BIN"
+command -v go >/dev/null || { echo "build: the Go toolchain (go) is required on PATH" >&2; exit 1; }
+
+# One build at a time per cache (two test projects, or test.sh and the demo, may ask at once);
+# the second waits and then finds the binaries built.
+exec 9>"$NWF_BIN/.build.lock"
+flock 9
+
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
@@ -16,6 +25,24 @@ staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-g
   kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
   sample-controller)
 
+# Runs a long command and prints a line every minute, so that CI output shows the build is alive.
+with_heartbeat() {
+  local what=$1; shift
+  local t0 beat
+  t0=$(date +%s)
+  # The subshell ends its own sleep when killed, so no stray process holds the output open.
+  (
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do sleep 60 & nap=$!; wait "$nap"; echo "build: $what still running ($(( $(date +%s) - t0 ))s)"; done
+  ) &
+  beat=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null || true
+  wait "$beat" 2>/dev/null || true
+  return "$rc"
+}
+
 # Writes a wrapper module in the cache from hack/kube/<name>/main.go and builds it.
 build_wrapper() {
   local name=$1 out=$2 ldflags=$3 gomod=$4
@@ -23,12 +50,16 @@ build_wrapper() {
   mkdir -p "$dir"
   cp "$here/kube/$name/main.go" "$dir/main.go"
   printf '%s\n' "$gomod" >"$dir/go.mod"
-  (cd "$dir" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
+  echo "build: $name: resolving and downloading modules"
+  (cd "$dir" && with_heartbeat "$name module download" go mod tidy)
+  echo "build: $name: compiling"
+  (cd "$dir" && with_heartbeat "$name compile" go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" .)
+  mv "$out.tmp" "$out"
 }
 
 apiserver=$NWF_BIN/kube-apiserver-v$KUBE_VERSION
 if [[ ! -x $apiserver ]]; then
-  echo "build: kube-apiserver v$KUBE_VERSION (a cold build takes 5-15 minutes on 2 cores)"
+  echo "build: kube-apiserver v$KUBE_VERSION (cold: about 6 minutes on 2 idle cores, more when shared)"
   start=$(date +%s)
   minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
   gomod="module nwfilter-operator/hack/kube-apiserver
@@ -61,7 +92,7 @@ if [[ ! -x $helm ]]; then
   helm_gomod=$(go mod download -json "helm.sh/helm/v3@v$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$helm_gomod")
   k8s_minor=$(cut -d. -f2 <<<"$client_go")
-  GOBIN=$NWF_CACHE/gobin-helm go install -trimpath \
+  GOBIN=$NWF_CACHE/gobin-helm with_heartbeat "helm build" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor" \
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   mv "$NWF_CACHE/gobin-helm/helm" "$helm"
