@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Stops the libvirtd and virtlogd started by hack/libvirt-up.sh. Defined filters and domains stay.
+# Stops the libvirtd and virtlogd started by hack/libvirt-up.sh (found through their pid files).
+# Defined filters and domains stay; running QEMU guests keep running and are picked up again by the
+# next libvirtd. Idempotent.
 set -euo pipefail
-for d in libvirtd virtlogd; do
-  if pgrep -x "$d" >/dev/null; then
-    pkill -TERM -x "$d" || true
-    for _ in $(seq 40); do pgrep -x "$d" >/dev/null || break; sleep 0.25; done
-    pgrep -x "$d" >/dev/null && pkill -KILL -x "$d" || true
-  fi
-done
+cd "$(dirname "$0")"
+source ./libvirt-env.sh
+stop_daemon libvirtd
+stop_daemon virtlogd
 echo "libvirtd: stopped"
