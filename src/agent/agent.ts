@@ -5,6 +5,7 @@ import { CONDITION, REASON } from '../controller/status.js';
 import {
   StatusWriter,
   WorkQueue,
+  instrumentedQueue,
   allSynced,
   createPolicyInformers,
   findCondition,
@@ -76,13 +77,7 @@ export class Agent {
     this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
     this.filters = new FilterStore(o.libvirt, o.metrics, o.log);
     this.status = new StatusWriter(o.clients.custom, `nwfilter-operator-agent-${o.nodeName}`.slice(0, 128), (kind) => o.metrics.statusWrites.inc({ kind }));
-    this.queue = new WorkQueue((key) => (key === GC_KEY ? this.collectGarbage() : this.reconcileVm(key)), {
-      name: 'agent',
-      concurrency: o.concurrency,
-      log: o.log,
-      onDepth: (d) => o.metrics.queueDepth.set({ queue: 'agent' }, d),
-      onRetry: () => o.metrics.queueRetries.inc({ queue: 'agent' }),
-    });
+    this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcileVm(key)), o.concurrency, o.log, o.metrics);
     this.wire();
   }
 
@@ -258,11 +253,8 @@ export class Agent {
     const selected = (macs: (string | undefined)[]) => (mac: string | undefined) => !vm.spec.interfaces?.length || (mac !== undefined && macs.includes(mac));
     const wanted = selected((vm.spec.interfaces ?? []).map((m) => m.toLowerCase()));
     // Persistent definition first, then the running instance: each is updated only where it differs.
-    const targets: { live: boolean; config: boolean; inactive: boolean }[] = [];
-    if (domain.persistent) targets.push({ live: false, config: true, inactive: true });
-    if (domain.active) targets.push({ live: true, config: false, inactive: false });
     let count = 0;
-    for (const t of targets) {
+    for (const t of this.targetsOf(domain)) {
       const ifaces = domainInterfaces(await this.o.libvirt.domainXml(domain.uuid, t.inactive)).filter((i) => wanted(i.mac));
       count = ifaces.length;
       for (const iface of ifaces) {
@@ -279,18 +271,22 @@ export class Agent {
     return count;
   }
 
-  /** Detaches our filter from the domain's interfaces (where it is ours) and forgets the VM. */
-  private async detach(vmName: string, domain: DomainInfo): Promise<void> {
-    const ours = vmFilterName(vmName);
-    const targets: { live: boolean; config: boolean; inactive: boolean }[] = [];
-    if (domain.persistent) targets.push({ live: false, config: true, inactive: true });
-    if (domain.active) targets.push({ live: true, config: false, inactive: false });
-    for (const t of targets) {
+  /** Where a domain's interfaces live: its persistent definition and/or its running instance. */
+  private targetsOf(domain: DomainInfo): { live: boolean; config: boolean; inactive: boolean }[] {
+    return [
+      ...(domain.persistent ? [{ live: false, config: true, inactive: true }] : []),
+      ...(domain.active ? [{ live: true, config: false, inactive: false }] : []),
+    ];
+  }
+
+  /** Removes the filterref to `filter` from every interface of the domain that carries it. */
+  private async detach(filter: string, domain: DomainInfo): Promise<void> {
+    for (const t of this.targetsOf(domain)) {
       for (const iface of domainInterfaces(await this.o.libvirt.domainXml(domain.uuid, t.inactive))) {
-        if (iface.filterref?.filter !== ours) continue;
+        if (iface.filterref?.filter !== filter) continue;
         await this.o.libvirt.updateDevice(domain.uuid, interfaceXmlWithBinding(iface, undefined), { live: t.live, config: t.config });
         this.o.metrics.libvirtWrites.inc({ op: 'update-device' });
-        this.log.info({ vmfilter: vmName, domain: domain.name, mac: iface.mac, live: t.live }, 'detached filter');
+        this.log.info({ filter, domain: domain.name, mac: iface.mac, live: t.live }, 'detached filter');
       }
     }
   }
@@ -301,8 +297,8 @@ export class Agent {
     const domain = ref ? (ref.uuid ? this.domains.get(ref.uuid.toLowerCase()) : this.domainsByName.get(ref.name ?? '')) : undefined;
     const wasOurs = this.appliedTrees.has(name) || vm?.status?.nodeName === this.o.nodeName || (vm ? this.isOurs(vm, domain) : false);
     if (!wasOurs) return;
-    if (domain) await this.detach(name, domain);
     const filterName = vmFilterName(name);
+    if (domain) await this.detach(filterName, domain);
     if ((await this.o.libvirt.filterXml(filterName)) !== undefined) await this.filters.undefine(filterName);
     this.appliedTrees.delete(name);
     this.attached.delete(name);
@@ -362,7 +358,7 @@ export class Agent {
     for (const name of orphans) {
       try {
         if (name.startsWith('nwf-vm-')) {
-          for (const d of this.domains.values()) await this.detachFilterFromDomain(name, d);
+          for (const d of this.domains.values()) await this.detach(name, d);
         }
         await this.filters.undefine(name);
         this.log.info({ filter: name }, 'removed orphaned filter');
@@ -372,15 +368,5 @@ export class Agent {
       }
     }
     this.o.metrics.managedFilters.set(inLibvirt.length - orphans.length);
-  }
-
-  private async detachFilterFromDomain(filter: string, domain: DomainInfo): Promise<void> {
-    for (const t of [...(domain.persistent ? [{ live: false, config: true, inactive: true }] : []), ...(domain.active ? [{ live: true, config: false, inactive: false }] : [])]) {
-      for (const iface of domainInterfaces(await this.o.libvirt.domainXml(domain.uuid, t.inactive))) {
-        if (iface.filterref?.filter !== filter) continue;
-        await this.o.libvirt.updateDevice(domain.uuid, interfaceXmlWithBinding(iface, undefined), { live: t.live, config: t.config });
-        this.o.metrics.libvirtWrites.inc({ op: 'update-device' });
-      }
-    }
   }
 }

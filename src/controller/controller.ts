@@ -6,6 +6,7 @@ import {
   FINALIZER,
   StatusWriter,
   WorkQueue,
+  instrumentedQueue,
   allSynced,
   createPolicyInformers,
   findCondition,
@@ -62,13 +63,7 @@ export class Controller {
     this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
     this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
-    this.queue = new WorkQueue((key) => this.reconcile(key), {
-      name: 'controller',
-      concurrency: o.concurrency ?? 4,
-      log: o.log,
-      onDepth: (d) => o.metrics.queueDepth.set({ queue: 'controller' }, d),
-      onRetry: () => o.metrics.queueRetries.inc({ queue: 'controller' }),
-    });
+    this.queue = instrumentedQueue('controller', (key) => this.reconcile(key), o.concurrency ?? 4, o.log, o.metrics);
     this.wire();
   }
 

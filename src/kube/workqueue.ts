@@ -1,5 +1,6 @@
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import type { Metrics } from '../runtime/metrics.js';
 
 export interface WorkQueueOptions {
   name: string;
@@ -139,4 +140,15 @@ export class WorkQueue {
     this.dirty.clear();
     await this.queue.onIdle();
   }
+}
+
+/** A WorkQueue that reports its depth and retries as metrics, labelled with its name. */
+export function instrumentedQueue(name: string, handler: (key: string) => Promise<HandlerResult>, concurrency: number, log: Logger, metrics: Metrics): WorkQueue {
+  return new WorkQueue(handler, {
+    name,
+    concurrency,
+    log,
+    onDepth: (d) => metrics.queueDepth.set({ queue: name }, d),
+    onRetry: () => metrics.queueRetries.inc({ queue: name }),
+  });
 }
