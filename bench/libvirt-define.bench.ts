@@ -1,18 +1,21 @@
 // Defines N filters (default 1,000) of 10 rules and of 100 rules, side by side in one run:
 //   1. through our RPC client, one call at a time;
-//   2. through our RPC client, BENCH_CONCURRENCY calls in flight (default 4);
+//   2. through our RPC client, BENCH_CONCURRENCY calls in flight (default 4; a pool of that many
+//      sequential workers, so a call's latency is its time in flight, not time queued);
 //   3. through the raw C API (bench/c/define.c linked against libvirt, one connection: the floor);
 //      compiled into the cache when cc and libvirt-dev are there, skipped otherwise;
 //   4. through a `virsh nwfilter-define --validate` loop (one process per filter), over the first
 //      BENCH_VIRSH_N files (default 100): each call costs a process start, so fewer calls suffice.
-// All use virNWFilterDefineXMLFlags(VALIDATE) on a new name. Prints per-call median and p95
-// latency, wall time per filter (throughput) and the ratios. Needs the libvirtd of
-// hack/libvirt-up.sh; removes its filters after each row.
+// All use virNWFilterDefineXMLFlags(VALIDATE) on new names. The machine is shared and its load
+// changes by the second, so the methods are interleaved: BENCH_ROUNDS rounds (default 10), each
+// running every method on its slice of the files (in a rotating order), so that all of them see the
+// same noise. Prints per-call median and p95 latency, wall time per filter and the ratios of the
+// medians. Needs the libvirtd of hack/libvirt-up.sh; removes its filters after every slice.
 // Run: npm run bench:libvirt   (or npx tsx bench/libvirt-define.bench.ts; BENCH_N=200 for a quick run)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LibvirtClient } from '../src/libvirt/index.js';
 
@@ -47,24 +50,37 @@ function rawCBinary(): string | undefined {
   return r.status === 0 ? out : undefined;
 }
 
-interface Row {
-  rules: number;
-  method: string;
-  calls: number;
-  median: number;
-  p95: number;
-  /** Wall-clock time of the whole row divided by its calls: the throughput view. */
-  wallPerCall: number;
+type Method = 'seq' | 'conc' | 'c' | 'virsh';
+
+interface Acc {
+  times: number[];
+  wall: number;
+}
+
+/** Runs `fn` over `items` with `k` workers, each one call at a time. */
+async function pool<T>(items: T[], k: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: k }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 async function main(): Promise<void> {
+  const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
   const client = new LibvirtClient({ socketPath: SOCKET, concurrency: CONCURRENCY });
   await client.connect();
   const dir = mkdtempSync(join(tmpdir(), 'nwf-bench-'));
-  const rows: Row[] = [];
   const cBin = rawCBinary();
-  const row = (rules: number, method: string, times: number[], wall: number) =>
-    rows.push({ rules, method, calls: times.length, median: quantile(times, 0.5), p95: quantile(times, 0.95), wallPerCall: wall / times.length });
+  const methods: Method[] = cBin ? ['seq', 'conc', 'c', 'virsh'] : ['seq', 'conc', 'virsh'];
+  const label: Record<Method, string> = {
+    seq: 'client, sequential',
+    conc: `client, ${CONCURRENCY} in flight`,
+    c: 'raw C API, sequential',
+    virsh: 'virsh nwfilter-define loop',
+  };
+  const results = new Map<number, Record<Method, Acc>>();
 
   try {
     for (const rules of [10, 100]) {
@@ -75,52 +91,46 @@ async function main(): Promise<void> {
         writeFileSync(f, xmls[i]!);
         return f;
       });
-      // Undefine between rows so that every row defines new filters (same work for each method).
-      const cleanup = async () => {
-        const mine = new Set(names);
+      const acc = Object.fromEntries(methods.map((m) => [m, { times: [], wall: 0 }])) as unknown as Record<Method, Acc>;
+      results.set(rules, acc);
+      const cleanup = async (slice: string[]) => {
+        const mine = new Set(slice);
         await Promise.all((await client.listFilters()).filter((f) => mine.has(f.name)).map((f) => client.undefineFilter(f)));
       };
-      await cleanup();
+      await cleanup(names);
 
-      let times: number[] = [];
-      let t0 = performance.now();
-      for (const x of xmls) {
-        const s = performance.now();
-        await client.defineFilter(x);
-        times.push(performance.now() - s);
+      for (let round = 0; round < ROUNDS; round++) {
+        const from = Math.floor((round * N) / ROUNDS);
+        const to = Math.floor(((round + 1) * N) / ROUNDS);
+        const idx = Array.from({ length: to - from }, (_, i) => from + i);
+        const virshIdx = idx.slice(0, Math.max(1, Math.round((VIRSH_N * idx.length) / N)));
+        const order = methods.map((_, i) => methods[(i + round) % methods.length]!);
+        for (const m of order) {
+          const a = acc[m];
+          const t0 = performance.now();
+          if (m === 'seq' || m === 'conc') {
+            await pool(idx, m === 'seq' ? 1 : CONCURRENCY, async (i) => {
+              const s = performance.now();
+              await client.defineFilter(xmls[i]!);
+              a.times.push(performance.now() - s);
+            });
+            a.wall += performance.now() - t0;
+          } else if (m === 'c') {
+            const out = execFileSync(cBin!, idx.map((i) => files[i]!), { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+            const ct = out.trim().split('\n').map(Number);
+            a.times.push(...ct);
+            a.wall += ct.reduce((x, y) => x + y, 0); // its calls only, not its process start
+          } else {
+            for (const i of virshIdx) {
+              const s = performance.now();
+              execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'nwfilter-define', '--validate', files[i]!], { stdio: 'ignore' });
+              a.times.push(performance.now() - s);
+            }
+            a.wall += performance.now() - t0;
+          }
+          await cleanup(idx.map((i) => names[i]!));
+        }
       }
-      row(rules, 'client, sequential', times, performance.now() - t0);
-      await cleanup();
-
-      times = [];
-      t0 = performance.now();
-      await Promise.all(
-        xmls.map(async (x) => {
-          const s = performance.now();
-          await client.defineFilter(x);
-          times.push(performance.now() - s);
-        }),
-      );
-      row(rules, `client, ${CONCURRENCY} in flight`, times, performance.now() - t0);
-      await cleanup();
-
-      if (cBin) {
-        t0 = performance.now();
-        const out = execFileSync(cBin, files, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-        // its wall time includes the process start and connect, once
-        row(rules, 'raw C API, sequential', out.trim().split('\n').map(Number), performance.now() - t0);
-        await cleanup();
-      }
-
-      times = [];
-      t0 = performance.now();
-      for (const f of files.slice(0, VIRSH_N)) {
-        const s = performance.now();
-        execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'nwfilter-define', '--validate', f], { stdio: 'ignore' });
-        times.push(performance.now() - s);
-      }
-      row(rules, 'virsh nwfilter-define loop', times, performance.now() - t0);
-      await cleanup();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -130,21 +140,20 @@ async function main(): Promise<void> {
 
   const f3 = (n: number) => n.toFixed(3);
   const out: string[] = [];
-  out.push(`libvirt ${version}, node ${process.version}; ${N} filters per row (virsh loop: ${VIRSH_N}); all with VALIDATE`, '');
+  out.push(`libvirt ${version}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  out.push(`${N} filters per row (virsh loop: ${VIRSH_N}), ${ROUNDS} interleaved rounds, all with VALIDATE`, '');
   out.push('| rules | method | calls | median ms/call | p95 ms/call | wall ms/filter |', '|---|---|---|---|---|---|');
-  for (const r of rows) out.push(`| ${r.rules} | ${r.method} | ${r.calls} | ${f3(r.median)} | ${f3(r.p95)} | ${f3(r.wallPerCall)} |`);
+  for (const [rules, acc] of results)
+    for (const m of methods) {
+      const a = acc[m];
+      out.push(`| ${rules} | ${label[m]} | ${a.times.length} | ${f3(quantile(a.times, 0.5))} | ${f3(quantile(a.times, 0.95))} | ${f3(a.wall / a.times.length)} |`);
+    }
   out.push('');
-  for (const rules of [10, 100]) {
-    const get = (m: string) => rows.find((r) => r.rules === rules && r.method.startsWith(m));
-    const seq = get('client, sequential')!;
-    const conc = get(`client, ${CONCURRENCY} in flight`)!;
-    const raw = get('raw C API');
-    const virsh = get('virsh')!;
-    const vsRaw = raw ? `client/raw C median = ${(seq.median / raw.median).toFixed(2)}x` : 'raw C: n/a (apt-get install gcc libvirt-dev)';
-    out.push(
-      `${rules} rules: ${vsRaw}; virsh/client median = ${(virsh.median / seq.median).toFixed(1)}x; ` +
-        `${CONCURRENCY} in flight vs sequential throughput = ${(seq.wallPerCall / conc.wallPerCall).toFixed(2)}x`,
-    );
+  for (const [rules, acc] of results) {
+    const med = (m: Method) => quantile(acc[m].times, 0.5);
+    const vsRaw = cBin ? `client/raw C = ${(med('seq') / med('c')).toFixed(2)}x` : 'raw C: n/a (apt-get install gcc libvirt-dev)';
+    const thr = (acc.seq.wall / acc.seq.times.length / (acc.conc.wall / acc.conc.times.length)).toFixed(2);
+    out.push(`${rules} rules (medians): ${vsRaw}; virsh/client = ${(med('virsh') / med('seq')).toFixed(1)}x; throughput ${CONCURRENCY} in flight / sequential = ${thr}x`);
   }
   process.stdout.write(out.join('\n') + '\n');
 }

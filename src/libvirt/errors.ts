@@ -31,22 +31,35 @@ export function isNotFound(err: unknown): boolean {
   return e !== undefined && [ErrorCode.noNwfilter, ErrorCode.noDomain, ErrorCode.noNwfilterBinding].includes(e.code as never);
 }
 
-/** Undefine of a filter that an interface still uses ("nwfilter is in use"). */
+// libvirt shares error codes between unrelated cases (OPERATION_FAILED covers both a loop and a
+// UUID clash), so the helpers check the code and then libvirt's English message. hack/libvirt-up.sh
+// starts libvirtd with LC_ALL=C; a libvirtd running under a translated locale would defeat them.
+
+/** Undefine of a filter that an interface still uses: VIR_ERR_OPERATION_INVALID "nwfilter is in use". */
 export function isInUse(err: unknown): boolean {
   const e = asLibvirt(err);
-  return e !== undefined && e.code === ErrorCode.operationInvalid && /in use/i.test(e.message);
+  return e !== undefined && e.code === ErrorCode.operationInvalid && /\bin use\b/i.test(e.message);
 }
 
-/** Define of an existing name with another UUID ("already exists with uuid"). */
+/** Define of an existing name with another UUID: VIR_ERR_OPERATION_FAILED "already exists with uuid". */
 export function isUuidMismatch(err: unknown): boolean {
   const e = asLibvirt(err);
-  return e !== undefined && /already exists with uuid/i.test(e.message);
+  return e !== undefined && e.code === ErrorCode.operationFailed && /already exists with uuid/i.test(e.message);
 }
 
-/** Define that would create a reference cycle ("would introduce a loop"). */
+/** Define that would create a reference cycle: VIR_ERR_OPERATION_FAILED "filter would introduce a loop". */
 export function isLoop(err: unknown): boolean {
   const e = asLibvirt(err);
-  return e !== undefined && /loop/i.test(e.message);
+  return e !== undefined && e.code === ErrorCode.operationFailed && /introduce a loop/i.test(e.message);
+}
+
+/**
+ * XML that libvirt refuses as such (schema validation, parse error, invalid nwfilter): retrying the
+ * same document cannot succeed.
+ */
+export function isInvalidXml(err: unknown): boolean {
+  const e = asLibvirt(err);
+  return e !== undefined && ([ErrorCode.xmlInvalidSchema, ErrorCode.xmlError, ErrorCode.invalidNwfilter] as number[]).includes(e.code);
 }
 
 export function isDisconnected(err: unknown): boolean {

@@ -1,5 +1,6 @@
 export { LibvirtClient } from './client.js';
-export { LibvirtError, LibvirtDisconnectedError, LibvirtTimeoutError, isNotFound, isInUse, isUuidMismatch, isLoop, isDisconnected } from './errors.js';
-export type { NwFilterRef, DomainRef, DomainSummary, NwFilterBinding, DomainLifecycleEvent, DomainEventName, LibvirtClientOptions } from './types.js';
+export { LibvirtError, LibvirtDisconnectedError, LibvirtTimeoutError, isNotFound, isInUse, isUuidMismatch, isLoop, isInvalidXml, isDisconnected } from './errors.js';
+export type { NwFilterRef, DomainRef, DomainSummary, NwFilterBinding, DomainLifecycleEvent, DomainEventName, LibvirtClientOptions, LibvirtApi, DeviceTarget, DomainStateName } from './types.js';
 export { XdrReader, XdrWriter, XdrError } from './xdr.js';
-export { ErrorCode } from './protocol.js';
+export { ErrorCode, ErrorDomain } from './protocol.js';
+export { interfaceTarget } from './client.js';

@@ -51,8 +51,12 @@ export const ErrorCode = {
   invalidNwfilter: 61,
   noNwfilter: 62,
   buildFirewall: 63,
+  xmlInvalidSchema: 92,
   noNwfilterBinding: 101,
 } as const;
+
+/** virErrorDomain values seen in the helpers' cases. */
+export const ErrorDomain = { xml: 5, qemu: 10, nwfilter: 33 } as const;
 
 export const NWFILTER_DEFINE_VALIDATE = 1;
 export const DOMAIN_XML_INACTIVE = 2;

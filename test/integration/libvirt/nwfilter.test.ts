@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, LibvirtError, isInUse, isLoop, isNotFound, isUuidMismatch, type LibvirtClient } from '../../../src/libvirt/index.js';
+import { ErrorCode, ErrorDomain, LibvirtError, isInUse, isInvalidXml, isLoop, isNotFound, isUuidMismatch, type LibvirtClient } from '../../../src/libvirt/index.js';
 import { filterXml, newClient, prefix, rejection, removeFilters } from './support.js';
 
 const P = prefix('nwf');
@@ -81,8 +81,8 @@ describe('define, read, undefine', () => {
     const err = await rejection(client.defineFilter(filterXml(name, undefined, other), { adoptExistingUuid: false }));
     expect(err).toBeInstanceOf(LibvirtError);
     expect(isUuidMismatch(err)).toBe(true);
-    expect(err).toMatchObject({ code: ErrorCode.operationFailed, procedure: 'nwfilter-define' });
-    expect([isNotFound(err), isInUse(err), isLoop(err)]).toEqual([false, false, false]);
+    expect(err).toMatchObject({ code: ErrorCode.operationFailed, domain: ErrorDomain.nwfilter, procedure: 'nwfilter-define' });
+    expect([isNotFound(err), isInUse(err), isLoop(err), isInvalidXml(err)]).toEqual([false, false, false, false]);
     expect((await client.defineFilter(filterXml(name, undefined, other))).uuid).toBe(first.uuid);
   });
 });
@@ -108,7 +108,8 @@ describe('errors the agent handles', () => {
     await client.defineFilter(filterXml(`${P}-loop-b`));
     const err = await rejection(client.defineFilter(filterXml(`${P}-loop-b`, `<filterref filter='${P}-loop-a'/>`)));
     expect(isLoop(err)).toBe(true);
-    expect([isNotFound(err), isInUse(err), isUuidMismatch(err)]).toEqual([false, false, false]);
+    expect(err).toMatchObject({ code: ErrorCode.operationFailed, domain: ErrorDomain.nwfilter });
+    expect([isNotFound(err), isInUse(err), isUuidMismatch(err), isInvalidXml(err)]).toEqual([false, false, false, false]);
     // the refused definition left the old one in place
     expect(await client.filterXml(`${P}-loop-b`)).not.toContain('filterref');
   });
@@ -116,11 +117,13 @@ describe('errors the agent handles', () => {
   it('validation: invalid XML is refused with a LibvirtError, not silently fixed', async () => {
     const bad = await rejection(client.defineFilter(`<filter name='${P}-bad'><rule action='maybe' direction='in'><tcp/></rule></filter>`));
     expect(bad).toBeInstanceOf(LibvirtError);
-    expect((bad as LibvirtError).code).toBeGreaterThan(0);
+    expect(bad).toMatchObject({ code: ErrorCode.xmlInvalidSchema });
+    expect(isInvalidXml(bad)).toBe(true);
+    expect([isNotFound(bad), isInUse(bad), isUuidMismatch(bad), isLoop(bad)]).toEqual([false, false, false, false]);
     expect(await client.filterXmlIfExists(`${P}-bad`)).toBeUndefined();
     // priority 5000 is out of range: without VALIDATE libvirt would store 500
     const range = await rejection(client.defineFilter(filterXml(`${P}-prio`, "<rule action='accept' direction='in' priority='5000'><tcp/></rule>")));
-    expect(range).toBeInstanceOf(LibvirtError);
+    expect(isInvalidXml(range)).toBe(true);
   });
 });
 
