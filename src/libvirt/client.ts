@@ -115,8 +115,8 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     this.conn = conn;
     this.failures = 0;
     this.log?.info({ socket: this.socketPath, uri: this.uri }, 'connected to libvirtd');
-    this.options.onConnectionChange?.(true);
-    this.emit('connected');
+    this.hook(this.options.onConnectionChange, true);
+    this.safeEmit('connected');
   }
 
   /**
@@ -134,8 +134,8 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   private onConnectionLost(conn: RpcConnection): void {
     if (this.conn !== conn) return;
     this.conn = undefined;
-    this.options.onConnectionChange?.(false);
-    this.emit('disconnected');
+    this.hook(this.options.onConnectionChange, false);
+    this.safeEmit('disconnected');
     if (this.closing) return;
     this.log?.warn({ socket: this.socketPath }, 'connection to libvirtd lost; reconnecting');
     this.scheduleReconnect();
@@ -164,7 +164,28 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
       this.log?.warn({ err }, 'undecodable libvirt event');
       return;
     }
-    this.emit('domain-event', event);
+    this.safeEmit('domain-event', event);
+  }
+
+  /**
+   * emit() for our own events: a throwing listener must neither reach the socket's data handler
+   * (that would drop the connection) nor fail a connect that succeeded.
+   */
+  private safeEmit(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.log?.error({ err, event }, 'libvirt client listener threw');
+    }
+  }
+
+  /** Calls a user hook (metrics, connection state) so that its failure never changes a call's outcome. */
+  private hook<A extends unknown[]>(f: ((...a: A) => void) | undefined, ...args: A): void {
+    try {
+      f?.(...args);
+    } catch (err) {
+      this.log?.error({ err }, 'libvirt client hook threw');
+    }
   }
 
   /** Lifecycle events as an async iterator; buffers events the consumer has not read yet. */
@@ -191,10 +212,10 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
       try {
         if (deadline <= start) throw new LibvirtTimeoutError(`${op}: no free slot within ${this.callTimeoutMs} ms`);
         const body = await conn.call(proc, op, args.bytes(), deadline - start);
-        this.options.onCall?.(op, performance.now() - start, true);
+        this.hook(this.options.onCall, op, performance.now() - start, true);
         return new XdrReader(body);
       } catch (err) {
-        this.options.onCall?.(op, performance.now() - start, false);
+        this.hook(this.options.onCall, op, performance.now() - start, false);
         throw err;
       }
     }) as Promise<XdrReader>;
