@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 
 /**
- * Builds (or reuses) kube-apiserver, etcd and helm and starts the local cluster. The cluster is left
- * running for the next run (hack/cluster-down.sh stops it); tests create uniquely named objects.
+ * Builds (or reuses) kube-apiserver, etcd and helm and starts the local cluster (both idempotent).
+ * The cluster is left running for the next run, because a warm start still costs seconds and other
+ * projects share it; tests create uniquely named objects instead of relying on an empty cluster.
+ * NWF_KEEP_CLUSTER=0 stops it at teardown (hack/cluster-down.sh, data kept).
  */
-export default function setup(project: TestProject): void {
+export default function setup(project: TestProject): (() => void) | undefined {
   execFileSync('bash', ['hack/build-kube.sh'], { stdio: 'inherit' });
   execFileSync('bash', ['hack/cluster-up.sh'], { stdio: 'inherit' });
   const state = process.env.NWF_STATE ?? '/tmp/nwfilter-operator';
@@ -14,6 +16,10 @@ export default function setup(project: TestProject): void {
   process.env.KUBECONFIG = join(state, 'kubeconfig');
   process.env.PATH = `${join(cache, 'bin')}:${process.env.PATH ?? ''}`;
   project.provide('kubeconfig', process.env.KUBECONFIG);
+  if (process.env.NWF_KEEP_CLUSTER !== '0') return undefined;
+  return () => {
+    execFileSync('bash', ['hack/cluster-down.sh'], { stdio: 'inherit' });
+  };
 }
 
 declare module 'vitest' {
