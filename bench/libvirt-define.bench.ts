@@ -6,7 +6,10 @@
 //      compiled into the cache when cc and libvirt-dev are there, skipped otherwise;
 //   4. through a `virsh nwfilter-define --validate` loop (one process per filter), over the first
 //      BENCH_VIRSH_N files (default 100): each call costs a process start, so fewer calls suffice.
-// All use virNWFilterDefineXMLFlags(VALIDATE) on new names. The machine is shared and its load
+//   5-7. the client, the C API and virsh again without VALIDATE: libvirtd compiles its RNG schema for
+//      every validated define (about 2 ms here), a server cost that every method pays alike and
+//      that hides the clients' own cost; these rows show it.
+// All use virNWFilterDefineXMLFlags on new names. The machine is shared and its load
 // changes by the second, so the methods are interleaved: BENCH_ROUNDS rounds (default 10), each
 // running every method on its slice of the files (in a rotating order), so that all of them see the
 // same noise. Prints per-call median and p95 latency, wall time per filter and the ratios of the
@@ -51,7 +54,7 @@ function rawCBinary(): string | undefined {
   return r.status === 0 ? out : undefined;
 }
 
-type Method = 'seq' | 'conc' | 'c' | 'virsh';
+type Method = 'seq' | 'conc' | 'c' | 'virsh' | 'seqNv' | 'cNv' | 'virshNv';
 
 interface Acc {
   times: number[];
@@ -74,12 +77,15 @@ async function main(): Promise<void> {
   await client.connect();
   const dir = mkdtempSync(join(tmpdir(), 'nwf-bench-'));
   const cBin = rawCBinary();
-  const methods: Method[] = cBin ? ['seq', 'conc', 'c', 'virsh'] : ['seq', 'conc', 'virsh'];
+  const methods: Method[] = (['seq', 'conc', 'c', 'virsh', 'seqNv', 'cNv', 'virshNv'] as const).filter((m) => cBin || (m !== 'c' && m !== 'cNv'));
   const label: Record<Method, string> = {
     seq: 'client, sequential',
     conc: `client, ${CONCURRENCY} in flight`,
     c: 'raw C API, sequential',
-    virsh: 'virsh nwfilter-define loop',
+    virsh: 'virsh nwfilter-define --validate loop',
+    seqNv: 'client, sequential, no VALIDATE',
+    cNv: 'raw C API, sequential, no VALIDATE',
+    virshNv: 'virsh nwfilter-define loop, no --validate',
   };
   const results = new Map<number, Record<Method, Acc>>();
   // Whether the event loop stays free while the client works: the gaps between ticks of a 1 ms
@@ -121,24 +127,27 @@ async function main(): Promise<void> {
         for (const m of order) {
           const a = acc[m];
           const t0 = performance.now();
-          if (m === 'seq' || m === 'conc') {
+          if (m === 'seq' || m === 'conc' || m === 'seqNv') {
             const stopWatch = watchLoop();
-            await pool(idx, m === 'seq' ? 1 : CONCURRENCY, async (i) => {
+            const validate = m !== 'seqNv';
+            await pool(idx, m === 'conc' ? CONCURRENCY : 1, async (i) => {
               const s = performance.now();
-              await client.defineFilter(xmls[i]!);
+              await client.defineFilter(xmls[i]!, { validate });
               a.times.push(performance.now() - s);
             });
             a.wall += performance.now() - t0;
             stopWatch();
-          } else if (m === 'c') {
-            const out = execFileSync(cBin!, idx.map((i) => files[i]!), { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+          } else if (m === 'c' || m === 'cNv') {
+            const args = [...(m === 'cNv' ? ['--no-validate'] : []), ...idx.map((i) => files[i]!)];
+            const out = execFileSync(cBin!, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
             const ct = out.trim().split('\n').map(Number);
             a.times.push(...ct);
             a.wall += ct.reduce((x, y) => x + y, 0); // its calls only, not its process start
           } else {
             for (const i of virshIdx) {
               const s = performance.now();
-              execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'nwfilter-define', '--validate', files[i]!], { stdio: 'ignore' });
+              const validate = m === 'virsh' ? ['--validate'] : [];
+              execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'nwfilter-define', ...validate, files[i]!], { stdio: 'ignore' });
               a.times.push(performance.now() - s);
             }
             a.wall += performance.now() - t0;
@@ -156,7 +165,7 @@ async function main(): Promise<void> {
   const f3 = (n: number) => n.toFixed(3);
   const out: string[] = [];
   out.push(`libvirt ${version}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  out.push(`${N} filters per row (virsh loop: ${VIRSH_N}), ${ROUNDS} interleaved rounds, all with VALIDATE`, '');
+  out.push(`${N} filters per row (virsh loops: ${VIRSH_N}), ${ROUNDS} interleaved rounds; VALIDATE unless the row says otherwise`, '');
   out.push('| rules | method | calls | median ms/call | p95 ms/call | wall ms/filter |', '|---|---|---|---|---|---|');
   for (const [rules, acc] of results)
     for (const m of methods) {
@@ -166,9 +175,13 @@ async function main(): Promise<void> {
   out.push('');
   for (const [rules, acc] of results) {
     const med = (m: Method) => quantile(acc[m].times, 0.5);
-    const vsRaw = cBin ? `client/raw C = ${(med('seq') / med('c')).toFixed(2)}x` : 'raw C: n/a (apt-get install gcc libvirt-dev)';
+    const x = (a: Method, b: Method) => `${(med(a) / med(b)).toFixed(2)}x`;
+    const vsRaw = cBin ? `client/raw C = ${x('seq', 'c')} (no VALIDATE: ${x('seqNv', 'cNv')})` : 'raw C: n/a (apt-get install gcc libvirt-dev)';
     const thr = (acc.seq.wall / acc.seq.times.length / (acc.conc.wall / acc.conc.times.length)).toFixed(2);
-    out.push(`${rules} rules (medians): ${vsRaw}; virsh/client = ${(med('virsh') / med('seq')).toFixed(1)}x; throughput ${CONCURRENCY} in flight / sequential = ${thr}x`);
+    out.push(
+      `${rules} rules (medians): ${vsRaw}; virsh/client = ${x('virsh', 'seq')} (no VALIDATE: ${x('virshNv', 'seqNv')}); ` +
+        `throughput ${CONCURRENCY} in flight / sequential = ${thr}x`,
+    );
   }
   const ms = (us: number) => (us / 1000).toFixed(1);
   out.push(`gap between ticks of a 1 ms timer while the client ran: p50 ${ms(ticks.percentile(50))} ms, p99 ${ms(ticks.percentile(99))} ms, max ${ms(ticks.max)} ms`);

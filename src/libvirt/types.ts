@@ -84,7 +84,7 @@ export interface LibvirtApi {
   filterXml(filter: string | NwFilterRef): Promise<string>;
   filterXmlIfExists(name: string): Promise<string | undefined>;
   /** virNWFilterDefineXMLFlags(VALIDATE); keeps the existing UUID of a filter of the same name. */
-  defineFilter(xml: string, options?: { adoptExistingUuid?: boolean }): Promise<NwFilterRef>;
+  defineFilter(xml: string, options?: { adoptExistingUuid?: boolean; validate?: boolean }): Promise<NwFilterRef>;
   undefineFilter(filter: string | NwFilterRef): Promise<void>;
 
   listBindings(): Promise<NwFilterBinding[]>;
