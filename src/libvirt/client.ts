@@ -13,7 +13,7 @@ import {
   NWFILTER_DEFINE_VALIDATE,
   Proc,
 } from './protocol.js';
-import type { DeviceTarget, DomainLifecycleEvent, DomainRef, DomainSummary, LibvirtApi, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
+import type { DeviceTarget, DomainLifecycleEvent, DomainRef, DomainStateName, DomainSummary, LibvirtApi, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
 import { bytesToUuid, uuidToBytes } from './uuid.js';
 import { XdrReader, XdrWriter } from './xdr.js';
 
@@ -21,6 +21,12 @@ const readFilter = (r: XdrReader): NwFilterRef => ({ name: r.string(), uuid: byt
 const readBinding = (r: XdrReader): NwFilterBinding => ({ portdev: r.string(), filter: r.string() });
 const writeFilter = (w: XdrWriter, f: NwFilterRef): XdrWriter => w.string(f.name).fixedOpaque(uuidToBytes(f.uuid));
 const writeDomain = (w: XdrWriter, d: DomainRef): XdrWriter => w.string(d.name).fixedOpaque(uuidToBytes(d.uuid)).int(d.id);
+
+/** virConnectListAllDomainsFlags used by listDomains. */
+const LIST_PERSISTENT = 4;
+const LIST_RUNNING = 16;
+const LIST_PAUSED = 32;
+const LIST_SHUTOFF = 64;
 
 /** remote_auth_type */
 const AUTH_NONE = 0;
@@ -316,16 +322,38 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     return r.array(readDomain);
   }
 
-  /** Every domain with its state; persistence comes from a second listing (flag PERSISTENT). */
+  /**
+   * Every domain with its state, in five listings whatever the number of domains: all, and those
+   * PERSISTENT, RUNNING, PAUSED and SHUTOFF (virConnectListAllDomains filters). Only a domain in
+   * another state (blocked, crashed, pmsuspended, ...) or one that changed state between the
+   * listings costs a state call; one that vanished meanwhile is left out.
+   */
   async listDomains(): Promise<DomainSummary[]> {
-    const [all, persistent] = await Promise.all([this.listDomainRefs(0), this.listDomainRefs(4)]);
-    const persistentUuids = new Set(persistent.map((d) => d.uuid));
-    return Promise.all(
-      all.map(async (d) => {
-        const state = await this.domainState(d).catch((err: unknown) => (isNotFound(err) ? 'shutoff' : Promise.reject(err)));
-        return { ...d, state, active: d.id !== -1, persistent: persistentUuids.has(d.uuid) } as DomainSummary;
+    const uuids = async (flags: number) => new Set((await this.listDomainRefs(flags)).map((d) => d.uuid));
+    const [all, persistent, running, paused, shutoff] = await Promise.all([
+      this.listDomainRefs(0),
+      uuids(LIST_PERSISTENT),
+      uuids(LIST_RUNNING),
+      uuids(LIST_PAUSED),
+      uuids(LIST_SHUTOFF),
+    ]);
+    const listed = (d: DomainRef): DomainStateName | undefined =>
+      running.has(d.uuid) ? 'running' : paused.has(d.uuid) ? 'paused' : shutoff.has(d.uuid) ? 'shutoff' : undefined;
+    const out = await Promise.all(
+      all.map(async (d): Promise<DomainSummary | undefined> => {
+        let state = listed(d);
+        if (!state) {
+          try {
+            state = await this.domainState(d);
+          } catch (err) {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          }
+        }
+        return { ...d, state, active: d.id !== -1, persistent: persistent.has(d.uuid) };
       }),
     );
+    return out.filter((d): d is DomainSummary => d !== undefined);
   }
 
   async lookupDomainByName(name: string): Promise<DomainRef> {

@@ -28,8 +28,10 @@ const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', 'qemu:///sy
 const iptables = () => execFileSync('iptables', ['-S'], { encoding: 'utf8' });
 const ebtables = () => execFileSync('ebtables', ['-t', 'nat', '-L'], { encoding: 'utf8' });
 
+const ops: string[] = [];
+
 beforeAll(async () => {
-  client = newClient();
+  client = newClient({ onCall: (op) => ops.push(op) });
   await client.connect();
   client.on('domain-event', (e) => events.push(e));
 });
@@ -112,6 +114,20 @@ describe('a persistent domain, shut off and then running', () => {
     await client.updateDevice(d, iface, { live: true, config: false });
     expect(ebtables()).not.toContain(tap);
     await client.undefineFilter(filter);
+  });
+
+  it('is listed as paused while suspended, in five listings and no per-domain state call (events: suspended, resumed)', async () => {
+    expect(virsh('suspend', dom).status).toBe(0);
+    await waitForEvent(events, dom, 'suspended');
+    ops.length = 0;
+    const list = await client.listDomains();
+    expect(list.find((x) => x.name === dom)).toMatchObject({ state: 'paused', active: true, persistent: true });
+    expect(ops.filter((o) => o === 'domain-list')).toHaveLength(5);
+    expect(ops).not.toContain('domain-get-state');
+    expect(await client.domainState(await client.lookupDomainByName(dom))).toBe('paused');
+    expect(virsh('resume', dom).status).toBe(0);
+    await waitForEvent(events, dom, 'resumed');
+    expect((await client.listDomains()).find((x) => x.name === dom)).toMatchObject({ state: 'running' });
   });
 
   it('stops and is undefined (events: stopped, undefined)', async () => {
