@@ -106,6 +106,8 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     try {
       await this.authenticate(conn, timeout);
       await conn.call(Proc.connectOpen, 'connect-open', new XdrWriter().optString(this.uri).uint(0).bytes(), timeout);
+      // Listening before registering: an event may arrive in the same read as the register reply.
+      conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
       // Registered on every new connection, so events resume by themselves after a reconnect.
       // remote_connect_domain_event_callback_register_any_args: eventID, remote_domain dom (NULL = all).
       await conn.call(Proc.connectDomainEventCallbackRegisterAny, 'event-register', new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).bool(false).bytes(), timeout);
@@ -116,7 +118,6 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
       // A handshake timeout means libvirtd is not answering: same as not reachable for callers.
       throw err instanceof LibvirtTimeoutError ? new LibvirtDisconnectedError(err.message) : err;
     }
-    conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
     conn.on('close', () => this.onConnectionLost(conn));
     this.conn = conn;
     this.failures = 0;

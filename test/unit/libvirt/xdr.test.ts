@@ -26,6 +26,10 @@ describe('XDR', () => {
     );
   });
 
+  it('grows from any initial size, zero included', () => {
+    expect(new XdrWriter(0).string('abc').int(1).bytes().toString('hex')).toBe('00000003616263' + '00' + '00000001');
+  });
+
   it('refuses truncated input instead of reading garbage', () => {
     const b = new XdrWriter().string('hello').bytes();
     expect(() => new XdrReader(b.subarray(0, 6)).string()).toThrow(XdrError);
