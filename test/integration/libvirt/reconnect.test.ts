@@ -66,7 +66,7 @@ describe('a libvirtd that dies (SIGKILL) and comes back', () => {
     const t1 = Date.now();
     const err = await client.listFilters().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LibvirtDisconnectedError);
-    expect(Date.now() - t1).toBeLessThan(100);
+    expect(Date.now() - t1).toBeLessThan(500); // at once, not after a 30 s call timeout
     expect(client.connected).toBe(false);
 
     // a client started while libvirtd is down comes up by itself too
