@@ -158,6 +158,9 @@ async function main(): Promise<void> {
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    // also after a failure: leave no filter of this run behind
+    const left = (await client.listFilters().catch(() => [])).filter((f) => f.name.startsWith(`${prefix}-`));
+    for (const f of left) await client.undefineFilter(f).catch(() => undefined);
   }
   const version = await client.libVersion();
   await client.close();
