@@ -11,7 +11,8 @@ const COMMANDS: Record<string, { run: Command; usage: string }> = {
   },
   explain: {
     run: async (argv, out) => (await import('./cli/explain.js')).runExplain(argv, out),
-    usage: 'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> <port> [from|to <ip>] [state]"',
+    usage:
+      'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> [port] [from|to <ip>] [sport <n>] [host]" [--closed] [--json]',
   },
   controller: {
     run: async (argv) => (await import('./cli/controller.js')).runController(argv),

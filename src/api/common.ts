@@ -20,7 +20,12 @@ export type ServiceProtocol = z.infer<typeof ServiceProtocol>;
 export const RuleProtocol = z.enum(['tcp', 'udp', 'sctp', 'icmp', 'all']);
 export type RuleProtocol = z.infer<typeof RuleProtocol>;
 
-export const RuleAction = z.enum(['accept', 'drop', 'reject', 'return']);
+/**
+ * What a rule does with a new connection. libvirt's `return` is not offered: in a VM's root chain it
+ * leaves libvirt's chain and hands the packet to the host's own FORWARD rules, which is neither an
+ * accept nor a drop of ours (docs/priorities.md).
+ */
+export const RuleAction = z.enum(['accept', 'drop', 'reject']);
 export type RuleAction = z.infer<typeof RuleAction>;
 
 export const RuleDirection = z.enum(['in', 'out', 'inout']);
@@ -71,22 +76,31 @@ export const MAX_CUSTOM_RULES = 100;
 export const MAX_COMMENT_LENGTH = 200;
 
 const customRuleShape = {
-  action: RuleAction.describe('accept, drop, reject, or return (leave the filter without a verdict).'),
-  direction: RuleDirection.describe('in: traffic to the VM; out: traffic from the VM; inout: both.'),
+  action: RuleAction.describe(
+    'accept, drop or reject new connections that match. Replies and related ICMP errors of accepted connections always pass.',
+  ),
+  direction: RuleDirection.describe(
+    'in: connections to the VM; out: connections from the VM; inout: both (the same as one in and one out rule).',
+  ),
   protocol: RuleProtocol.describe('tcp, udp, sctp, icmp, or all (every IPv4 protocol).'),
   ports: z
     .array(PortRange)
     .max(16)
     .optional()
-    .describe('Destination ports (the VM\'s port for "in", the remote port for "out"). Only for tcp, udp, sctp.'),
-  source: Ipv4Cidr.optional().describe('Source address or CIDR of the packet.'),
-  destination: Ipv4Cidr.optional().describe('Destination address or CIDR of the packet.'),
+    .describe(
+      'Destination ports of the connection: the VM\'s port for "in", the remote port for "out". Only for tcp, udp, sctp.',
+    ),
+  source: Ipv4Cidr.optional().describe('Address or CIDR the connection comes from (the remote for "in", the VM for "out").'),
+  destination: Ipv4Cidr.optional().describe('Address or CIDR the connection goes to (the VM for "in", the remote for "out").'),
   state: z
     .array(ConnState)
     .min(1)
     .max(4)
     .optional()
-    .describe('Connection-tracking states to match (NEW, ESTABLISHED, RELATED, INVALID).'),
+    .describe(
+      'Not supported (rejected): every rule matches new connections, and replies and related ICMP errors of accepted ' +
+        'connections pass on their own. Kept so that old manifests get a clear error.',
+    ),
   priority: z
     .number()
     .int()
@@ -109,8 +123,21 @@ const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }>
   holds: (v) => v.ports === undefined || ['tcp', 'udp', 'sctp'].includes(v.protocol),
 };
 
+/**
+ * libvirt instantiates a rule that carries a `state` only in its own direction, with no rule for the
+ * replies: an accept with `state: [NEW]` can never complete a connection, and a drop of ESTABLISHED
+ * would eat the replies of other, allowed connections. Our rules mean connections instead.
+ */
+const noConnState: CelRule<{ state?: unknown }> = {
+  rule: '!has(self.state)',
+  message:
+    'state is not supported: a rule matches new connections, and replies and related ICMP errors of accepted connections pass on their own',
+  path: ['state'],
+  holds: (v) => v.state === undefined,
+};
+
 /** A hand-written rule. The compiler places it in its level's priority band (docs/priorities.md). */
-export const CustomRule = withCel(z.object(customRuleShape).strict(), [portsOnlyWithPortProtocols]);
+export const CustomRule = withCel(z.object(customRuleShape).strict(), [portsOnlyWithPortProtocols, noConnState]);
 
 /** A department's rule: `enforced` puts it above the VMs' own rules. */
 export const DepartmentRule = withCel(
@@ -120,7 +147,7 @@ export const DepartmentRule = withCel(
       enforced: z.boolean().default(false).describe("When true, the rule wins over the VMs' own rules and overrides."),
     })
     .strict(),
-  [portsOnlyWithPortProtocols],
+  [portsOnlyWithPortProtocols, noConnState],
 );
 export type DepartmentRule = z.infer<typeof DepartmentRule>;
 export type CustomRule = z.infer<typeof CustomRule>;

@@ -9,6 +9,13 @@ export const ServicePort = withCel(
       protocol: ServiceProtocol.describe('tcp, udp, sctp or icmp.'),
       port: PortNumber.optional().describe('First (or only) port; required for tcp, udp and sctp.'),
       endPort: PortNumber.optional().describe('Last port of an inclusive range, e.g. FTP passive 1024-65535.'),
+      side: z
+        .enum(['server', 'client'])
+        .default('server')
+        .describe(
+          'Whose port this is. server (default): clients connect to it, so "use" opens it outbound and "provide" inbound. ' +
+            'client: the server sends to it, e.g. DHCP offers to udp 68, so "use" opens it inbound and "provide" outbound.',
+        ),
       description: z.string().max(200).optional().describe('What this port is for, e.g. "passive data".'),
     })
     .strict(),

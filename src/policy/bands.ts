@@ -8,6 +8,7 @@
  * fails closed. docs/priorities.md renders this table; test/unit/policy/bands.test.ts checks it.
  *
  *   band                                  priorities       filter
+ *   VM base rules (RELATED, IPv6 ND)      -1000            VM
  *   department enforced custom rules      -900 .. -801     department
  *   department enforced services deny     -790             department
  *   department enforced services allow    -780             department
@@ -25,6 +26,7 @@ export const PRIORITY_MIN = -1000;
 export const PRIORITY_MAX = 1000;
 
 export const BANDS = {
+  vmBase: -1000,
   departmentEnforcedRules: -900,
   departmentEnforcedServiceDeny: -790,
   departmentEnforcedServiceAllow: -780,
@@ -39,7 +41,11 @@ export const BANDS = {
   vmDefault: 1000,
 } as const;
 
-/** Custom rules take `base + rule.priority` with rule.priority in 0..99. */
+/**
+ * A level's custom rules take `base + rank`, where rank orders them by (spec priority, position in
+ * the list): 0..99 for at most 100 rules. Every custom rule gets a priority of its own, so libvirt's
+ * order between rules of equal priority (not guaranteed) can never decide between two actions.
+ */
 export const CUSTOM_RULE_SPAN = 100;
 
 export interface BandRow {
@@ -51,6 +57,7 @@ export interface BandRow {
 
 /** The table above as data, in evaluation order; used by docs and tests. */
 export const BAND_TABLE: readonly BandRow[] = [
+  { band: 'VM base rules (related ICMP errors, IPv6 neighbour discovery)', from: BANDS.vmBase, to: BANDS.vmBase, filter: 'VM' },
   { band: 'department enforced custom rules', from: BANDS.departmentEnforcedRules, to: BANDS.departmentEnforcedRules + CUSTOM_RULE_SPAN - 1, filter: 'department' },
   { band: 'department enforced service deny', from: BANDS.departmentEnforcedServiceDeny, to: BANDS.departmentEnforcedServiceDeny, filter: 'department' },
   { band: 'department enforced service allow', from: BANDS.departmentEnforcedServiceAllow, to: BANDS.departmentEnforcedServiceAllow, filter: 'department' },

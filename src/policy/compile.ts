@@ -12,7 +12,7 @@ import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
 import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
 import { renderFilterXml } from './render.js';
 import { effectiveServices, resolveDirection, type ServiceEntry } from './resolve.js';
-import { byPriority, customRules, defaultRules, serviceRules } from './rules.js';
+import { baseRules, byPriority, customRules, defaultRules, serviceRules } from './rules.js';
 import { validateFilter, validateTree } from './validate.js';
 
 /** libvirt's own filters that ours may reference. */
@@ -110,6 +110,17 @@ function missingServices(
   );
 }
 
+/**
+ * libvirt priorities of a level's custom rules: ranked by (spec priority, position), so each rule
+ * has a priority of its own inside the band (bands.ts). The schema caps a level at 100 rules.
+ */
+export function customRulePriorities(rules: readonly { priority: number }[], base: number): number[] {
+  const order = rules.map((r, i) => ({ p: r.priority, i })).sort((a, b) => a.p - b.p || a.i - b.i);
+  const out = new Array<number>(rules.length);
+  order.forEach(({ i }, rank) => (out[i] = base + rank));
+  return out;
+}
+
 export function compileDepartment(
   name: string,
   spec: DepartmentPolicySpec,
@@ -121,9 +132,13 @@ export function compileDepartment(
 
   const filterName = departmentFilterName(name);
   const rules: NwRule[] = [];
+  const enforcedPriorities = customRulePriorities(spec.rules.filter((r) => r.enforced), BANDS.departmentEnforcedRules);
+  const ordinaryPriorities = customRulePriorities(spec.rules.filter((r) => !r.enforced), BANDS.departmentRules);
+  let enforcedSeen = 0;
+  let ordinarySeen = 0;
   spec.rules.forEach((rule, index) => {
-    const base = rule.enforced ? BANDS.departmentEnforcedRules : BANDS.departmentRules;
-    rules.push(...customRules(rule, { level: 'department', owner: name, base, index, enforced: rule.enforced }));
+    const priority = rule.enforced ? enforcedPriorities[enforcedSeen++]! : ordinaryPriorities[ordinarySeen++]!;
+    rules.push(...customRules(rule, { level: 'department', owner: name, priority, index, enforced: rule.enforced }));
   });
   for (const o of spec.services) {
     const service = services.get(o.name)!;
@@ -177,8 +192,9 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
   const enforcedByDept = new Set((deptSpec?.services ?? []).filter((o) => o.enforced).map((o) => o.name));
   const warnings: Diagnostic[] = [];
   const rules: NwRule[] = [];
+  const vmRulePriorities = customRulePriorities(spec.rules, BANDS.vmRules);
   spec.rules.forEach((rule, index) => {
-    rules.push(...customRules(rule, { level: 'vm', owner: name, base: BANDS.vmRules, index, enforced: false }));
+    rules.push(...customRules(rule, { level: 'vm', owner: name, priority: vmRulePriorities[index]!, index, enforced: false }));
   });
   spec.services.forEach((o, i) => {
     const service = ctx.services.get(o.name)!;
@@ -192,7 +208,8 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
       rules.push(...serviceRules(service, dir, o[dir], { level: 'vm', owner: name, priority, enforced: false }));
     }
   });
-  // Fail closed: whatever the levels above allowed or not, the VM chain ends in a drop.
+  // Every VM chain starts with the base rules and, whatever the levels above allowed or not, ends in a drop.
+  rules.push(...baseRules({ level: 'vm', owner: name, priority: BANDS.vmBase }));
   rules.push(...defaultRules('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
   const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules);
   const diagnostics = [...filterDiagnostics(filter, resource), ...warnings];

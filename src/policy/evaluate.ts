@@ -1,5 +1,270 @@
-import type { ConnState } from '../api/index.js';
 import type { Cidr, NwFilter, NwRule } from './model.js';
+import {
+  chainOf,
+  instantiateTree,
+  type Chain,
+  type CtDir,
+  type CtState,
+  type Family,
+  type RuleInstance,
+} from './instantiate.js';
+
+/**
+ * What the kernel does with packets, evaluated on the model of libvirt's rule instances
+ * (instantiate.ts): one packet through one chain, and a whole connection (first packet, replies,
+ * the packets after the handshake, the answer of a closed port) through the chains it crosses.
+ * libvirt's own filters referenced by ours (clean-traffic: ebtables MAC/IP/ARP anti-spoofing) are
+ * not modelled; results name them as unevaluated.
+ */
+
+export type L4 = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6';
+
+/** One packet as netfilter sees it in one of libvirt's chains. */
+export interface KernelPacket {
+  family: Family;
+  chain: Chain;
+  protocol: L4;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+  ctstate: CtState;
+  ctdir: CtDir;
+}
+
+export type ChainVerdict = 'accept' | 'drop' | 'reject';
+
+export interface ChainDecision {
+  verdict: ChainVerdict;
+  /** The deciding instance; undefined when the packet ran off the end of the chain. */
+  instance?: RuleInstance;
+  /** Instances looked at, in order. */
+  considered: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+export function ipv4ToInt(address: string): number {
+  const parts = address.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new Error(`not an IPv4 address: ${address}`);
+  }
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+/** An IPv6 address as a 128-bit integer (`::` and embedded IPv4 supported). */
+export function ipv6ToBigInt(address: string): bigint {
+  let text = address.toLowerCase();
+  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const n = ipv4ToInt(v4[1]!);
+    text = text.slice(0, -v4[1]!.length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) throw new Error(`not an IPv6 address: ${address}`);
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const missing = 8 - head.length - tail.length;
+  if ((halves.length === 1 && missing !== 0) || missing < 0) throw new Error(`not an IPv6 address: ${address}`);
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
+  let value = 0n;
+  for (const g of groups) {
+    if (!/^[0-9a-f]{1,4}$/.test(g)) throw new Error(`not an IPv6 address: ${address}`);
+    value = (value << 16n) | BigInt(parseInt(g, 16));
+  }
+  return value;
+}
+
+export const isIpv6 = (address: string): boolean => address.includes(':');
+
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  if (isIpv6(cidr.address) !== isIpv6(address)) return false;
+  if (isIpv6(address)) {
+    const prefix = BigInt(cidr.prefix ?? 128);
+    if (prefix === 0n) return true;
+    const shift = 128n - prefix;
+    return ipv6ToBigInt(cidr.address) >> shift === ipv6ToBigInt(address) >> shift;
+  }
+  if (cidr.prefix === 0) return true;
+  const mask = (0xffffffff << (32 - cidr.prefix)) >>> 0;
+  return ((ipv4ToInt(cidr.address) & mask) >>> 0) === ((ipv4ToInt(address) & mask) >>> 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One packet, one chain
+
+const inRange = (value: number | undefined, range: { start: number; end: number } | undefined): boolean =>
+  range === undefined || (value !== undefined && value >= range.start && value <= range.end);
+
+/** netfilter's match of one instance: every condition the instance has must hold. */
+export function instanceMatches(inst: RuleInstance, p: KernelPacket): boolean {
+  if (inst.family !== p.family || inst.chain !== p.chain) return false;
+  if (inst.protocol !== 'all' && inst.protocol !== p.protocol) return false;
+  if (inst.source && !cidrContains(inst.source, p.src)) return false;
+  if (inst.destination && !cidrContains(inst.destination, p.dst)) return false;
+  // --sport / --dport come with -p tcp|udp|sctp, so a packet without ports never matches them.
+  if (!inRange(p.sport, inst.sport) || !inRange(p.dport, inst.dport)) return false;
+  if (inst.icmpType !== undefined && inst.icmpType !== p.icmpType) return false;
+  if (inst.ctstate && !inst.ctstate.includes(p.ctstate)) return false;
+  if (inst.ctdir && inst.ctdir !== p.ctdir) return false;
+  return true;
+}
+
+/**
+ * The first matching instance decides. ACCEPT (FO) and RETURN (FI, HI: libvirt's chains are
+ * entered with -g, and libvirt-in-post accepts what FI returned) both let the packet through;
+ * a packet that runs off the end returns to the host's own chains, which we count as accepted.
+ */
+export function evaluateChain(instances: readonly RuleInstance[], p: KernelPacket): ChainDecision {
+  const chain = chainOf(instances, p.family, p.chain);
+  for (let i = 0; i < chain.length; i++) {
+    const inst = chain[i]!;
+    if (!instanceMatches(inst, p)) continue;
+    const verdict: ChainVerdict = inst.target === 'DROP' ? 'drop' : inst.target === 'REJECT' ? 'reject' : 'accept';
+    return { verdict, instance: inst, considered: i + 1 };
+  }
+  return { verdict: 'accept', considered: chain.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection
+
+export type Outcome = 'open' | 'refused' | 'dropped';
+
+export interface ConnectionQuery {
+  /** in: the remote side connects to the VM; out: the VM connects to the remote side. */
+  direction: 'in' | 'out';
+  protocol: 'tcp' | 'udp' | 'sctp' | 'icmp';
+  family: Family;
+  /** Destination port: the VM's for `in`, the remote one for `out` (tcp, udp, sctp). */
+  port?: number;
+  /** The initiator's source port; an ephemeral one when not given. */
+  sourcePort?: number;
+  vmAddress: string;
+  remoteAddress: string;
+  /** The remote side is the host itself (its packets to the VM are not filtered by libvirt). */
+  remoteIsHost?: boolean;
+  /** Whether something listens on the destination port (default true); ICMP echo always answers. */
+  listening?: boolean;
+}
+
+export interface Step {
+  /** What the packet is, e.g. "first packet (NEW) VM -> remote". */
+  what: string;
+  /** undefined when libvirt's chains do not see the packet (the host's own packets). */
+  packet?: KernelPacket;
+  decision?: ChainDecision;
+}
+
+export interface ConnectionResult {
+  outcome: Outcome;
+  steps: Step[];
+  /** Referenced filters the model does not know (libvirt's own, e.g. clean-traffic). */
+  unevaluated: string[];
+}
+
+export const EPHEMERAL_PORT = 40000;
+
+function echoTypes(family: Family): { request: number; reply: number; unreachable: number } {
+  return family === 4 ? { request: 8, reply: 0, unreachable: 3 } : { request: 128, reply: 129, unreachable: 1 };
+}
+
+/**
+ * The packets of one connection attempt and what libvirt's chains do with each, in order:
+ * the first packet (NEW, original direction); if nothing listens, the RST (TCP) or the ICMP port
+ * unreachable (UDP, conntrack RELATED) coming back; else the reply (ESTABLISHED, reply direction)
+ * and, for TCP, the initiator's next packet (ESTABLISHED, original) and the echoed data.
+ * Outcome as a client sees it: open, refused (RST / ICMP error / REJECT) or dropped (silence).
+ */
+export function evaluateConnection(instances: readonly RuleInstance[], q: ConnectionQuery, unevaluated: string[] = []): ConnectionResult {
+  const l4: L4 = q.protocol === 'icmp' && q.family === 6 ? 'icmpv6' : q.protocol;
+  const icmp = echoTypes(q.family);
+  const vmStarts = q.direction === 'out';
+  const initiator = vmStarts ? q.vmAddress : q.remoteAddress;
+  const responder = vmStarts ? q.remoteAddress : q.vmAddress;
+  const sport = q.protocol === 'icmp' ? undefined : (q.sourcePort ?? EPHEMERAL_PORT);
+  const dport = q.protocol === 'icmp' ? undefined : q.port;
+  // Chains: packets from the VM go through FI (forwarded) or HI (to the host); packets to the VM
+  // through FO, except the host's own, which leave through OUTPUT and meet no libvirt chain.
+  const fromVm: Chain = q.remoteIsHost ? 'HI' : 'FI';
+  const toVm: Chain | undefined = q.remoteIsHost ? undefined : 'FO';
+  const forwardChain = vmStarts ? fromVm : toVm;
+  const replyChain = vmStarts ? toVm : fromVm;
+  const steps: Step[] = [];
+
+  const pass = (what: string, chain: Chain | undefined, packet: Omit<KernelPacket, 'chain' | 'family'>): ChainDecision | undefined => {
+    if (!chain) {
+      steps.push({ what });
+      return undefined;
+    }
+    const full: KernelPacket = { ...packet, chain, family: q.family };
+    const decision = evaluateChain(instances, full);
+    steps.push({ what, packet: full, decision });
+    return decision;
+  };
+  const done = (outcome: Outcome): ConnectionResult => ({ outcome, steps, unevaluated });
+  const original = (ctstate: CtState): Omit<KernelPacket, 'chain' | 'family'> => ({
+    protocol: l4,
+    src: initiator,
+    dst: responder,
+    ...(sport !== undefined ? { sport } : {}),
+    ...(dport !== undefined ? { dport } : {}),
+    ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: icmp.request } : {}),
+    ctstate,
+    ctdir: 'ORIGINAL',
+  });
+  const reply = (): Omit<KernelPacket, 'chain' | 'family'> => ({
+    protocol: l4,
+    src: responder,
+    dst: initiator,
+    ...(dport !== undefined ? { sport: dport } : {}),
+    ...(sport !== undefined ? { dport: sport } : {}),
+    ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: icmp.reply } : {}),
+    ctstate: 'ESTABLISHED',
+    ctdir: 'REPLY',
+  });
+
+  const first = pass('first packet (NEW)', forwardChain, original('NEW'));
+  if (first?.verdict === 'drop') return done('dropped');
+  // REJECT answers with an ICMP error (TCP too) sent by the host, which no libvirt chain filters.
+  if (first?.verdict === 'reject') return done('refused');
+
+  const listening = q.protocol === 'icmp' || q.listening !== false;
+  if (!listening) {
+    if (q.protocol === 'tcp') {
+      const rst = pass('RST from the closed port (ESTABLISHED, reply)', replyChain, reply());
+      return done(rst === undefined || rst.verdict === 'accept' ? 'refused' : 'dropped');
+    }
+    const error = pass('ICMP port unreachable from the closed port (RELATED)', replyChain, {
+      protocol: q.family === 4 ? 'icmp' : 'icmpv6',
+      src: responder,
+      dst: initiator,
+      icmpType: icmp.unreachable,
+      ctstate: 'RELATED',
+      ctdir: 'REPLY',
+    });
+    return done(error === undefined || error.verdict === 'accept' ? 'refused' : 'dropped');
+  }
+
+  const answer = pass('reply (ESTABLISHED, reply direction)', replyChain, reply());
+  if (answer && answer.verdict !== 'accept') return done('dropped');
+  if (q.protocol === 'tcp') {
+    const next = pass('next packet of the initiator (ESTABLISHED, original direction)', forwardChain, original('ESTABLISHED'));
+    if (next && next.verdict !== 'accept') return done('dropped');
+  }
+  return done('open');
+}
+
+/** Instances and connection evaluation for one VM's filter tree. */
+export function explainConnection(root: string, filters: ReadonlyMap<string, NwFilter>, q: ConnectionQuery): ConnectionResult {
+  const { instances, unevaluated } = instantiateTree(root, filters);
+  return evaluateConnection(instances, q, unevaluated);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first packet of a connection: what decides between policy levels
 
 export interface Packet {
   /** in: to the VM; out: from the VM. */
@@ -11,125 +276,102 @@ export interface Packet {
   remote?: string;
   /** The VM's own address, when known (the IP filter parameter). */
   local?: string;
-  state?: ConnState;
+  /** IPv4 unless 6. */
+  family?: Family;
+  /** The remote side is the host (an `out` packet then goes through HI instead of FI). */
+  remoteIsHost?: boolean;
 }
 
-export type Verdict = 'accept' | 'drop' | 'reject' | 'return';
+export type Verdict = 'accept' | 'drop' | 'reject';
 
 export interface Decision {
   verdict: Verdict;
-  /** The deciding rule, or undefined when no rule matched (libvirt then lets the packet pass). */
+  /** The deciding rule, or undefined when no rule matched (the packet then leaves libvirt's chains). */
   rule?: NwRule;
+  instance?: RuleInstance;
   /** Filter the deciding rule lives in. */
   filter?: string;
-  /** Rules considered, in libvirt's flattened order. */
+  /** Instances considered in the chain, in order. */
   considered: number;
   /** Referenced filters the evaluator does not know (libvirt's own, e.g. clean-traffic). */
   unevaluated: string[];
 }
 
-interface Located {
-  rule: NwRule;
-  filter: string;
-  order: number;
-}
+/** Documentation addresses stand in for unknown ones: they fall in no CIDR a test or user writes. */
+const UNKNOWN_ADDRESS: Record<Family, string> = { 4: '192.0.2.254', 6: '2001:db8::fe' };
 
 /**
- * libvirt's view of a filter tree: the rules of the root and of every filter reached through
- * <filterref> in one list sorted by priority (depth-first order breaks ties). A filter referenced
- * twice is instantiated once.
+ * What libvirt's chains do with the first packet (conntrack NEW, original direction) of a
+ * connection: the decision between policy levels. A rule with an address matches only when the
+ * address is given and inside it.
  */
-export function flatten(root: string, filters: ReadonlyMap<string, NwFilter>): { rules: Located[]; unevaluated: string[] } {
-  const rules: Located[] = [];
-  const unevaluated: string[] = [];
-  const seen = new Set<string>();
-  const walk = (name: string): void => {
-    if (seen.has(name)) return;
-    seen.add(name);
-    const filter = filters.get(name);
-    if (!filter) {
-      unevaluated.push(name);
-      return;
-    }
-    for (const rule of filter.rules) rules.push({ rule, filter: name, order: rules.length });
-    for (const ref of filter.refs) walk(ref);
-  };
-  walk(root);
-  rules.sort((a, b) => a.rule.priority - b.rule.priority || a.order - b.order);
-  return { rules, unevaluated };
-}
-
-export function ipv4ToInt(address: string): number {
-  const parts = address.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new Error(`not an IPv4 address: ${address}`);
-  }
-  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-}
-
-export function cidrContains(cidr: Cidr, address: string): boolean {
-  if (cidr.prefix === 0) return true;
-  const mask = (0xffffffff << (32 - cidr.prefix)) >>> 0;
-  return ((ipv4ToInt(cidr.address) & mask) >>> 0) === ((ipv4ToInt(address) & mask) >>> 0);
-}
-
-/** A CIDR condition matches only a known address inside it: an unknown address never matches. */
-function addressMatches(cidr: Cidr | undefined, address: string | undefined): boolean {
-  if (!cidr) return true;
-  return address !== undefined && cidrContains(cidr, address);
-}
-
-export function ruleMatches(rule: NwRule, packet: Packet): boolean {
-  if (rule.direction !== 'inout' && rule.direction !== packet.direction) return false;
-  // Packets here are IPv4: `all-ipv6` never matches them.
-  if (rule.protocol !== 'all' && rule.protocol !== packet.protocol) return false;
-  if (rule.dstPortStart !== undefined) {
-    if (packet.port === undefined) return false;
-    if (packet.port < rule.dstPortStart || packet.port > (rule.dstPortEnd ?? rule.dstPortStart)) return false;
-  }
-  const [source, destination] = packet.direction === 'in' ? [packet.remote, packet.local] : [packet.local, packet.remote];
-  if (!addressMatches(rule.src, source) || !addressMatches(rule.dst, destination)) return false;
-  if (rule.state && !rule.state.includes(packet.state ?? 'NEW')) return false;
-  return true;
-}
-
-/** What libvirt does with the first packet of a connection (state NEW unless given). */
 export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, packet: Packet): Decision {
-  const { rules, unevaluated } = flatten(root, filters);
-  for (let i = 0; i < rules.length; i++) {
-    const { rule, filter } = rules[i]!;
-    if (ruleMatches(rule, packet)) return { verdict: rule.action, rule, filter, considered: i + 1, unevaluated };
-  }
-  return { verdict: 'accept', considered: rules.length, unevaluated };
+  const { instances, unevaluated } = instantiateTree(root, filters);
+  const family = packet.family ?? 4;
+  const local = packet.local ?? UNKNOWN_ADDRESS[family];
+  const remote = packet.remote ?? UNKNOWN_ADDRESS[family];
+  const chain: Chain = packet.direction === 'in' ? 'FO' : packet.remoteIsHost ? 'HI' : 'FI';
+  const protocol: L4 = packet.protocol === 'icmp' && family === 6 ? 'icmpv6' : packet.protocol;
+  const kp: KernelPacket = {
+    family,
+    chain,
+    protocol,
+    src: packet.direction === 'in' ? remote : local,
+    dst: packet.direction === 'in' ? local : remote,
+    ...(packet.protocol === 'icmp' ? { icmpType: family === 4 ? 8 : 128 } : { sport: EPHEMERAL_PORT, ...(packet.port !== undefined ? { dport: packet.port } : {}) }),
+    ctstate: 'NEW',
+    ctdir: 'ORIGINAL',
+  };
+  const d = evaluateChain(instances, kp);
+  return {
+    verdict: d.verdict,
+    ...(d.instance ? { rule: d.instance.rule, instance: d.instance, filter: d.instance.filter } : {}),
+    considered: d.considered,
+    unevaluated,
+  };
 }
 
-/** Parses "<in|out> <proto> [port] [from|to <ip>] [state]" as the CLI's --packet takes it. */
-export function parsePacket(text: string): Packet {
+/** Parses "<in|out> <proto> [port] [from|to <ip>] [sport N] [host]" as the CLI's --packet takes it. */
+export function parsePacket(text: string): Packet & { sourcePort?: number } {
   const words = text.trim().split(/\s+/);
   const [direction, protocol, ...rest] = words;
   if (direction !== 'in' && direction !== 'out') throw new Error(`packet: direction must be "in" or "out", got "${direction ?? ''}"`);
   if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp' && protocol !== 'icmp') {
     throw new Error(`packet: protocol must be tcp, udp, sctp or icmp, got "${protocol ?? ''}"`);
   }
-  const packet: Packet = { direction, protocol };
+  const packet: Packet & { sourcePort?: number } = { direction, protocol };
   for (let i = 0; i < rest.length; i++) {
     const w = rest[i]!;
     if (/^\d+$/.test(w)) {
-      const port = Number(w);
-      if (port < 1 || port > 65535) throw new Error(`packet: port ${port} outside 1..65535`);
-      packet.port = port;
+      packet.port = portNumber(w);
+    } else if (w === 'sport') {
+      const p = rest[++i];
+      if (p === undefined || !/^\d+$/.test(p)) throw new Error('packet: "sport" needs a port number');
+      packet.sourcePort = portNumber(p);
+    } else if (w === 'host') {
+      packet.remoteIsHost = true;
     } else if (w === 'from' || w === 'to') {
       const ip = rest[++i];
       if (ip === undefined) throw new Error(`packet: "${w}" needs an address`);
-      ipv4ToInt(ip);
+      if (isIpv6(ip)) {
+        ipv6ToBigInt(ip);
+        packet.family = 6;
+      } else {
+        ipv4ToInt(ip);
+      }
       if ((w === 'from') !== (direction === 'in')) throw new Error(`packet: an "${direction}" packet's remote address is given with "${direction === 'in' ? 'from' : 'to'}"`);
       packet.remote = ip;
-    } else if (['NEW', 'ESTABLISHED', 'RELATED', 'INVALID'].includes(w.toUpperCase())) {
-      packet.state = w.toUpperCase() as ConnState;
     } else {
       throw new Error(`packet: unexpected "${w}"`);
     }
   }
   if (packet.protocol !== 'icmp' && packet.port === undefined) throw new Error('packet: tcp, udp and sctp need a port');
+  if (packet.protocol === 'icmp' && packet.port !== undefined) throw new Error('packet: icmp takes no port');
   return packet;
+}
+
+function portNumber(text: string): number {
+  const port = Number(text);
+  if (port < 1 || port > 65535) throw new Error(`packet: port ${port} outside 1..65535`);
+  return port;
 }

@@ -9,3 +9,4 @@ export * from './compile.js';
 export * from './evaluate.js';
 export * from './index-cache.js';
 export * from './canonical.js';
+export * from './instantiate.js';

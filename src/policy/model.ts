@@ -4,10 +4,11 @@ export type Level = 'global' | 'department' | 'vm';
 export type ServiceDirection = 'use' | 'provide';
 
 /**
- * IPv4 protocols libvirt instantiates in iptables; `all` matches every one of them. `all-ipv6`
- * (ip6tables) is used only by the fail-closed defaults, so that IPv6 is closed as well.
+ * Protocol elements of libvirt's nwfilter XML that we emit. `tcp`, `udp`, `sctp`, `icmp` and `all`
+ * are IPv4 (iptables); `all-ipv6` and `icmpv6` are IPv6 (ip6tables), used by the base rules and the
+ * fail-closed defaults only.
  */
-export type NwProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all' | 'all-ipv6';
+export type NwProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all' | 'all-ipv6' | 'icmpv6';
 
 export interface Cidr {
   address: string;
@@ -29,8 +30,14 @@ export type RuleOrigin =
       enforced: boolean;
     }
   | { kind: 'custom'; level: Level; owner: string; index: number; enforced: boolean }
-  | { kind: 'default'; level: Level; owner: string };
+  | { kind: 'default'; level: Level; owner: string }
+  /** Rules every VM chain starts with: related ICMP errors, IPv6 neighbour discovery. */
+  | { kind: 'base'; level: Level; owner: string; what: 'related' | 'neighbor-discovery' };
 
+/**
+ * One rule of a libvirt filter, in libvirt's terms (attribute names follow the XML). How libvirt
+ * turns it into iptables rules is modelled in instantiate.ts and documented in docs/priorities.md.
+ */
 export interface NwRule {
   action: RuleAction;
   direction: RuleDirection;
@@ -40,7 +47,12 @@ export interface NwRule {
   dstPortEnd?: number;
   src?: Cidr;
   dst?: Cidr;
+  /** libvirt's `state` attribute: with it, libvirt instantiates the rule in its own direction only. */
   state?: ConnState[];
+  /** libvirt's `statematch='false'`: no conntrack match at all (for untracked packets such as ND). */
+  noStateMatch?: true;
+  /** ICMP / ICMPv6 type. */
+  icmpType?: number;
   comment: string;
   origin: RuleOrigin;
 }

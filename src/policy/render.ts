@@ -27,6 +27,7 @@ function protocolAttributes(rule: NwRule): Record<string, string | number> {
     attrs['@_dstportstart'] = rule.dstPortStart;
     attrs['@_dstportend'] = rule.dstPortEnd ?? rule.dstPortStart;
   }
+  if (rule.icmpType !== undefined) attrs['@_type'] = rule.icmpType;
   if (rule.state) attrs['@_state'] = rule.state.join(',');
   attrs['@_comment'] = rule.comment;
   return attrs;
@@ -45,6 +46,8 @@ export function filterToXmlObject(filter: NwFilter): Record<string, unknown> {
               '@_action': r.action,
               '@_direction': r.direction,
               '@_priority': r.priority,
+              // libvirt reads statematch on <rule>, not on the protocol element.
+              ...(r.noStateMatch ? { '@_statematch': 'false' } : {}),
               [r.protocol]: protocolAttributes(r),
             })),
           }

@@ -5,9 +5,10 @@ import { MAX_LIBVIRT_COMMENT } from './rules.js';
 export const RULE_WARNING_THRESHOLD = 50;
 export const DEPTH_WARNING_THRESHOLD = 3;
 
-const ACTIONS = new Set(['accept', 'drop', 'reject', 'return']);
+const ACTIONS = new Set(['accept', 'drop', 'reject']);
 const DIRECTIONS = new Set(['in', 'out', 'inout']);
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all', 'all-ipv6']);
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all', 'all-ipv6', 'icmpv6']);
+const ICMP_PROTOCOLS = new Set(['icmp', 'icmpv6']);
 const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
 const STATES = new Set(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']);
 
@@ -46,6 +47,10 @@ export function ruleProblems(rule: NwRule): string[] {
     }
   }
   for (const s of rule.state ?? []) if (!STATES.has(s)) out.push(`unknown conntrack state "${s}"`);
+  if (rule.icmpType !== undefined) {
+    if (!ICMP_PROTOCOLS.has(rule.protocol)) out.push(`an ICMP type is not allowed with protocol ${rule.protocol}`);
+    if (!Number.isInteger(rule.icmpType) || rule.icmpType < 0 || rule.icmpType > 255) out.push(`ICMP type ${rule.icmpType} outside 0..255`);
+  }
   if (rule.comment.length > MAX_LIBVIRT_COMMENT) out.push(`comment longer than ${MAX_LIBVIRT_COMMENT} characters`);
   return out;
 }

@@ -13,22 +13,22 @@ const portRange = fc.tuple(port, fc.option(fc.integer({ min: 0, max: 2000 }), { 
   span === undefined ? { port: p } : { port: p, endPort: Math.min(65535, p + span) },
 );
 
+const side = fc.constantFrom('server', 'client') as fc.Arbitrary<'server' | 'client'>;
 const servicePort = fc.oneof(
-  fc.record({ protocol: fc.constantFrom('tcp', 'udp', 'sctp') as fc.Arbitrary<'tcp' | 'udp' | 'sctp'>, range: portRange }).map(
-    ({ protocol, range }) => ({ protocol, ...range }),
-  ),
-  fc.constant({ protocol: 'icmp' as const }),
+  fc
+    .record({ protocol: fc.constantFrom('tcp', 'udp', 'sctp') as fc.Arbitrary<'tcp' | 'udp' | 'sctp'>, range: portRange, side })
+    .map(({ protocol, range, side }) => ({ protocol, ...range, side })),
+  side.map((s) => ({ protocol: 'icmp' as const, side: s })),
 );
 
 export const customRule = fc
   .record({
-    action: fc.constantFrom('accept', 'drop', 'reject', 'return') as fc.Arbitrary<'accept' | 'drop' | 'reject' | 'return'>,
+    action: fc.constantFrom('accept', 'drop', 'reject') as fc.Arbitrary<'accept' | 'drop' | 'reject'>,
     direction: fc.constantFrom('in', 'out', 'inout') as fc.Arbitrary<'in' | 'out' | 'inout'>,
     protocol: fc.constantFrom('tcp', 'udp', 'sctp', 'icmp', 'all') as fc.Arbitrary<'tcp' | 'udp' | 'sctp' | 'icmp' | 'all'>,
     ports: fc.option(fc.array(portRange, { minLength: 1, maxLength: 3 }), { nil: undefined }),
     source: fc.option(cidr, { nil: undefined }),
     destination: fc.option(cidr, { nil: undefined }),
-    state: fc.option(fc.subarray(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID'] as const, { minLength: 1 }), { nil: undefined }),
     priority: fc.integer({ min: 0, max: 99 }),
     comment: fc.option(fc.string({ maxLength: 200 }), { nil: undefined }),
   })
@@ -37,7 +37,6 @@ export const customRule = fc
     if (r.ports && ['tcp', 'udp', 'sctp'].includes(r.protocol)) out.ports = r.ports;
     if (r.source) out.source = r.source;
     if (r.destination) out.destination = r.destination;
-    if (r.state) out.state = [...r.state];
     if (r.comment !== undefined) out.comment = r.comment;
     return out;
   });
@@ -93,5 +92,4 @@ export const packet = fc.record({
   protocol: fc.constantFrom('tcp', 'udp', 'sctp', 'icmp') as fc.Arbitrary<'tcp' | 'udp' | 'sctp' | 'icmp'>,
   port: port,
   remote: fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })).map(([a, b]) => `10.${a}.${b}.7`),
-  state: fc.constantFrom('NEW', 'ESTABLISHED', 'RELATED', 'INVALID') as fc.Arbitrary<'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID'>,
 });

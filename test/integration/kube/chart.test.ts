@@ -54,7 +54,7 @@ describe('helm chart: lint and template', () => {
     expect(ds!.spec.template.spec.volumes).toContainEqual({ name: 'libvirt-run', hostPath: { path: '/var/run/libvirt', type: 'Directory' } });
     expect(ds!.spec.template.spec.tolerations).toEqual([{ operator: 'Exists' }]);
     expect(ds!.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
-    expect(ofKind(objs, 'ServicePolicy')).toHaveLength(21);
+    expect(ofKind(objs, 'ServicePolicy')).toHaveLength(22);
     expect(ofKind(objs, 'PodDisruptionBudget')).toHaveLength(1);
     expect(ofKind(objs, 'ServiceMonitor')).toHaveLength(0);
     expect(ofKind(objs, 'ConfigMap')).toHaveLength(0);
@@ -107,7 +107,7 @@ describe('helm chart on the API server', () => {
     for (const kind of ['deployment', 'daemonset']) expect(kubectl(['get', kind, '-n', NS, '-o', 'name']).stdout).toContain('nwfilter-operator');
     for (const sa of ['controller', 'agent']) expect(kubectl(['get', 'sa', '-n', NS, `${RELEASE}-nwfilter-operator-${sa}`]).code).toBe(0);
     const catalog = kubectlOk(['get', 'servicepolicies', '-l', 'nwfilter.infinibay.io/catalog=default', '-o', 'name']).trim().split('\n');
-    expect(catalog).toHaveLength(21);
+    expect(catalog).toHaveLength(22);
     expect(catalog).toContain('servicepolicy.nwfilter.infinibay.io/ssh');
   });
 

@@ -30,7 +30,7 @@ describe('PolicyIndex (incremental compilation used by controller and agent)', (
     const vm = { apiVersion: 'nwfilter.infinibay.io/v1alpha1', kind: 'VMFilter' as const, metadata: { name: 'v', uid: 'u1', generation: 1 }, spec: { domain: { name: 'v' }, services: [], rules: [] } };
     const first = index.vm(vm);
     expect(index.vm(vm)).toBe(first);
-    services = [{ apiVersion: 'nwfilter.infinibay.io/v1alpha1', kind: 'ServicePolicy', metadata: { name: 's' }, spec: { risk: 'low', ports: [{ protocol: 'tcp', port: 1 }], use: true, provide: false } }];
+    services = [{ apiVersion: 'nwfilter.infinibay.io/v1alpha1', kind: 'ServicePolicy', metadata: { name: 's' }, spec: { risk: 'low', ports: [{ protocol: 'tcp', port: 1, side: 'server' }], use: true, provide: false } }];
     expect(index.vm(vm)).toBe(first); // not invalidated yet: the cached context is used
     index.invalidate();
     const second = index.vm(vm);

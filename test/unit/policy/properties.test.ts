@@ -1,10 +1,28 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compilePolicy, evaluate, flatten, ruleMatches } from '../../../src/policy/index.js';
+import { chainOf, cidrContains, compilePolicy, evaluate, explainConnection, flatten, instantiateTree, type NwRule, type Packet } from '../../../src/policy/index.js';
 import { packet, policyInput } from '../../helpers/arbitraries.js';
 import { filtersOf } from '../../helpers/decide.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 300);
+
+/**
+ * The documented meaning of a compiled rule for the first packet of an IPv4 connection, written
+ * independently of libvirt's instantiation: same direction (inout: both), protocol, destination
+ * port, addresses (source = remote for "in", the VM for "out"). Base rules (RELATED, ND) never
+ * match a new connection.
+ */
+function ruleMeansConnection(rule: NwRule, p: Packet): boolean {
+  if (rule.origin.kind === 'base') return false;
+  if (rule.direction !== 'inout' && rule.direction !== p.direction) return false;
+  if (rule.protocol !== 'all' && rule.protocol !== p.protocol) return false;
+  if (rule.dstPortStart !== undefined && (p.port === undefined || p.port < rule.dstPortStart || p.port > (rule.dstPortEnd ?? rule.dstPortStart))) return false;
+  const local = p.local ?? '192.0.2.254';
+  const [src, dst] = p.direction === 'in' ? [p.remote!, local] : [local, p.remote!];
+  if (rule.src && !cidrContains(rule.src, src)) return false;
+  if (rule.dst && !cidrContains(rule.dst, dst)) return false;
+  return true;
+}
 
 function snapshot(input: Parameters<typeof compilePolicy>[0]) {
   const c = compilePolicy(input);
@@ -41,7 +59,7 @@ describe('compiler properties (fast-check)', () => {
     );
   });
 
-  it('fails closed: a packet that no accept/return rule matches is dropped or rejected', () => {
+  it('fails closed: the chains of every VM end in catch-all drops of all IPv4 and IPv6 in every chain', () => {
     fc.assert(
       fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), (input, packets) => {
         const compiled = compilePolicy(input);
@@ -49,15 +67,66 @@ describe('compiler properties (fast-check)', () => {
         for (const r of compiled.vms.values()) {
           if (!r.ok) continue;
           const { rules } = flatten(r.filter.filter.name, filters);
-          // The flattened chain of every VM ends in catch-all drops/rejects of all IPv4 and all IPv6.
           const tail = rules.slice(-2).map((l) => l.rule);
-          for (const last of tail) expect(['drop', 'reject']).toContain(last.action);
-          expect(tail.map((r) => `${r.direction} ${r.protocol}`)).toEqual(['inout all', 'inout all-ipv6']);
+          expect(tail.map((t) => `${t.action} ${t.direction} ${t.protocol} ${t.state ?? ''}`)).toEqual(['drop inout all ', 'drop inout all-ipv6 ']);
+          const { instances } = instantiateTree(r.filter.filter.name, filters);
+          for (const family of [4, 6] as const) {
+            for (const chain of ['FI', 'FO', 'HI'] as const) {
+              const last = chainOf(instances, family, chain).at(-1)!;
+              expect(last).toMatchObject({ protocol: 'all', target: 'DROP' });
+              expect(last.ctstate ?? last.ctdir ?? last.source ?? last.destination).toBeUndefined();
+            }
+          }
+          for (const p of packets) expect(evaluate(r.filter.filter.name, filters, p).rule).toBeDefined();
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('the kernel model decides a new connection exactly as the first policy rule that means it (documented semantics)', () => {
+    fc.assert(
+      fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), (input, packets) => {
+        const compiled = compilePolicy(input);
+        const filters = filtersOf(compiled);
+        for (const r of compiled.vms.values()) {
+          if (!r.ok) continue;
+          const { rules } = flatten(r.filter.filter.name, filters);
           for (const p of packets) {
+            const meant = rules.find(({ rule }) => ruleMeansConnection(rule, p));
             const d = evaluate(r.filter.filter.name, filters, p);
-            const permitted = rules.some(({ rule }) => (rule.action === 'accept' || rule.action === 'return') && ruleMatches(rule, p));
-            if (!permitted) expect(['drop', 'reject']).toContain(d.verdict);
-            expect(d.rule).toBeDefined();
+            expect(d.verdict).toBe(meant?.rule.action);
+            expect(d.rule).toBe(meant?.rule);
+          }
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('replies pass, and nothing but the first packet decides: open/refused/dropped follows the first verdict', () => {
+    fc.assert(
+      fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), fc.boolean(), fc.boolean(), (input, packets, listening, host) => {
+        const compiled = compilePolicy(input);
+        const filters = filtersOf(compiled);
+        for (const r of compiled.vms.values()) {
+          if (!r.ok) continue;
+          const root = r.filter.filter.name;
+          for (const p of packets) {
+            const remoteIsHost = host && p.direction === 'out';
+            const first = evaluate(root, filters, { ...p, local: '10.1.1.1', remoteIsHost });
+            const c = explainConnection(root, filters, {
+              direction: p.direction,
+              protocol: p.protocol,
+              family: 4,
+              ...(p.protocol === 'icmp' ? {} : { port: p.port }),
+              vmAddress: '10.1.1.1',
+              remoteAddress: p.remote,
+              remoteIsHost,
+              listening,
+            });
+            const expected = first.verdict === 'drop' ? 'dropped' : first.verdict === 'reject' ? 'refused' : listening || p.protocol === 'icmp' ? 'open' : 'refused';
+            expect(c.outcome, JSON.stringify(c.steps.map((s) => [s.what, s.decision?.verdict]))).toBe(expected);
           }
         }
       }),

@@ -100,7 +100,10 @@ describe('references and reference errors', () => {
 describe('packet parsing and addresses', () => {
   it('parses the CLI packet syntax', () => {
     expect(parsePacket('in tcp 22 from 10.1.2.3')).toEqual({ direction: 'in', protocol: 'tcp', port: 22, remote: '10.1.2.3' });
-    expect(parsePacket('out udp 53 to 8.8.8.8 established')).toEqual({ direction: 'out', protocol: 'udp', port: 53, remote: '8.8.8.8', state: 'ESTABLISHED' });
+    expect(parsePacket('out udp 53 to 8.8.8.8 sport 5353')).toEqual({ direction: 'out', protocol: 'udp', port: 53, remote: '8.8.8.8', sourcePort: 5353 });
+    expect(parsePacket('in tcp 22 from fd00::5')).toEqual({ direction: 'in', protocol: 'tcp', port: 22, remote: 'fd00::5', family: 6 });
+    expect(parsePacket('out tcp 443 host')).toEqual({ direction: 'out', protocol: 'tcp', port: 443, remoteIsHost: true });
+    expect(() => parsePacket('out udp 53 to 8.8.8.8 established')).toThrow(/unexpected "established"/);
     expect(parsePacket('in icmp')).toEqual({ direction: 'in', protocol: 'icmp' });
     expect(() => parsePacket('in tcp')).toThrow(/need a port/);
     expect(() => parsePacket('in tcp 22 to 1.2.3.4')).toThrow(/from/);
