@@ -86,6 +86,31 @@ describe('nwfilter-operator explain', () => {
     expect(r.stdout).toContain('level:    vm, default');
   });
 
+  it('follows the connection through libvirt\'s chains: first packet, reply, next packet', () => {
+    const r = cli('explain', '-f', 'examples', '--vm', 'eng-web-01', '--packet', 'in tcp 443 from 10.1.2.3');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('outcome:  open');
+    expect(r.stdout).toMatch(/first packet \(NEW\) in FO-PORT .*: ACCEPT\n\s+by -A FO-PORT -p tcp -m tcp --dport 443 -m conntrack --ctstate NEW,ESTABLISHED --ctdir ORIGINAL -j ACCEPT/);
+    expect(r.stdout).toMatch(/reply \(ESTABLISHED, reply direction\) in FI-PORT .*: ACCEPT\n\s+by -A FI-PORT -p tcp -m tcp --sport 443 .*--ctdir REPLY -j RETURN\n\s+from the reply side of vm, service https provide allow/);
+  });
+
+  it('explains a closed port, the host, IPv6 and JSON', () => {
+    const closed = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'out udp 53 to 10.0.0.53', '--closed');
+    expect(closed.stdout).toContain('outcome:  refused');
+    expect(closed.stdout).toContain('ICMP port unreachable from the closed port (RELATED)');
+    expect(closed.stdout).toContain('base rule (related)');
+    const host = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 22 host');
+    expect(host.stdout).toContain('sent by the host itself, no libvirt chain sees it');
+    expect(host.stdout).toContain('in HI-PORT');
+    const v6 = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 22 from fd00::5', '--json');
+    const parsed = JSON.parse(v6.stdout) as { decision: string; outcome: string; packets: { chain: string; instance: string }[] };
+    expect(parsed).toMatchObject({ decision: 'drop', outcome: 'dropped' });
+    expect(parsed.packets[0]).toMatchObject({ chain: 'FO', instance: '-A FO-PORT -p all -j DROP' });
+    const finance = cli('explain', '-f', 'examples', '--vm', 'fin-desk-01', '--packet', 'in tcp 8080 from 192.0.2.1');
+    expect(finance.stdout).toContain('outcome:  refused');
+    expect(finance.stdout).toContain('REJECT is sent by the host');
+  });
+
   it('rejects a malformed packet', () => {
     const r = cli('explain', '-f', 'examples', '--vm', 'eng-web-01', '--packet', 'in tcp');
     expect(r.code).toBe(2);
