@@ -20,7 +20,7 @@ const COMMANDS: Record<string, { run: Command; usage: string }> = {
   },
   agent: {
     run: async (argv) => (await import('./cli/agent.js')).runAgent(argv),
-    usage: 'nwfilter-operator agent --node-name <node> [--libvirt-socket /var/run/libvirt/libvirt-sock] [--kubeconfig path] [--resync-period 5m] ...',
+    usage: 'nwfilter-operator agent --node-name <node> [--libvirt-socket /var/run/libvirt/libvirt-sock] [--libvirt-uri qemu:///system] [--kubeconfig path] [--resync-period 5m] ...',
   },
 };
 

@@ -4,9 +4,10 @@ import type { Metrics } from '../runtime/metrics.js';
 import type { AgentLibvirt, DomainEventKind } from './libvirt-port.js';
 
 /** The agent's view of libvirt on top of the RPC client, with call latency and connection metrics. */
-export async function connectAgentLibvirt(o: { socketPath: string; log: Logger; metrics: Metrics }): Promise<AgentLibvirt & { isInUse: (e: unknown) => boolean; isNotFound: (e: unknown) => boolean }> {
+export async function connectAgentLibvirt(o: { socketPath: string; uri: string; log: Logger; metrics: Metrics }): Promise<AgentLibvirt & { isInUse: (e: unknown) => boolean; isNotFound: (e: unknown) => boolean }> {
   const client = new LibvirtClient({
     socketPath: o.socketPath,
+    uri: o.uri,
     log: o.log,
     onCall: (op, ms, ok) => o.metrics.libvirtCallDuration.observe({ op, ok: String(ok) }, ms / 1000),
     onConnectionChange: (up) => o.metrics.libvirtConnected.set(up ? 1 : 0),

@@ -16,7 +16,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const shutdown = new Shutdown(log);
   shutdown.installSignalHandlers();
 
-  const libvirt = await connectAgentLibvirt({ socketPath: config.libvirtSocket, log, metrics });
+  const libvirt = await connectAgentLibvirt({ socketPath: config.libvirtSocket, uri: config.libvirtUri, log, metrics });
   shutdown.add('libvirt', () => libvirt.close());
   const clients = makeClients(loadKubeConfig(config.kubeconfig));
   const agent = new Agent({
@@ -33,7 +33,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const probe = { healthy: () => !shutdown.stopping, ready: () => agent.synced && libvirt.isConnected() };
   await startProbeServers(config, metrics.registry, probe, log, shutdown);
   shutdown.add('agent', () => agent.stop());
-  log.info({ socket: config.libvirtSocket, resyncMs: config.resyncPeriod }, 'starting agent');
+  log.info({ socket: config.libvirtSocket, uri: config.libvirtUri, resyncMs: config.resyncPeriod }, 'starting agent');
   await agent.start();
   await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve()));
   return 0;

@@ -37,6 +37,12 @@ export const AgentConfig = z.object({
   kubeconfig: z.string().optional(),
   nodeName: z.string().min(1), // also from env NODE_NAME (downward API)
   libvirtSocket: z.string().min(1).default('/var/run/libvirt/libvirt-sock'),
+  // The driver whose domains this agent protects (qemu:///system, lxc:///system, ...). Filters are the
+  // nwfilter driver's, shared by every driver of the daemon.
+  libvirtUri: z
+    .string()
+    .regex(/^[a-z][a-z0-9+.-]*:\/\/\S*$/, 'must be a libvirt URI such as qemu:///system or lxc:///system')
+    .default('qemu:///system'),
   metricsAddr: Addr.default(':9090'),
   healthAddr: Addr.default(':9091'),
   resyncPeriod: Duration.prefault('5m'),

@@ -6,7 +6,15 @@ describe('configuration', () => {
   it('takes flags over NWF_* environment over fallbacks over defaults', () => {
     const env = { NWF_METRICS_ADDR: '127.0.0.1:9999', NWF_RESYNC_PERIOD: '30s', NODE_NAME: 'from-env' };
     const c = loadConfig(AgentConfig, ['--resync-period', '2m'], env, agentFallbacks(env));
-    expect(c).toMatchObject({ nodeName: 'from-env', metricsAddr: '127.0.0.1:9999', resyncPeriod: 120_000, healthAddr: ':9091', libvirtSocket: '/var/run/libvirt/libvirt-sock' });
+    expect(c).toMatchObject({ nodeName: 'from-env', metricsAddr: '127.0.0.1:9999', resyncPeriod: 120_000, healthAddr: ':9091', libvirtSocket: '/var/run/libvirt/libvirt-sock', libvirtUri: 'qemu:///system' });
+  });
+
+  it('takes the agent\'s libvirt URI from --libvirt-uri or NWF_LIBVIRT_URI, and rejects what is not a URI', () => {
+    const base = ['--node-name', 'n'];
+    expect(loadConfig(AgentConfig, [...base, '--libvirt-uri', 'lxc:///system'], {}, {}).libvirtUri).toBe('lxc:///system');
+    expect(loadConfig(AgentConfig, base, { NWF_LIBVIRT_URI: 'lxc:///system' }, {}).libvirtUri).toBe('lxc:///system');
+    expect(loadConfig(AgentConfig, [...base, '--libvirt-uri', 'qemu:///session'], { NWF_LIBVIRT_URI: 'lxc:///system' }, {}).libvirtUri).toBe('qemu:///session');
+    expect(() => loadConfig(AgentConfig, [...base, '--libvirt-uri', 'lxc'], {}, {})).toThrow(/--libvirt-uri \(env NWF_LIBVIRT_URI\): must be a libvirt URI/);
   });
 
   it('names the flag and the variable in errors', () => {
