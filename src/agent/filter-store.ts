@@ -11,10 +11,14 @@ import type { AgentLibvirt } from './libvirt-port.js';
  * share a department filter define it once.
  */
 export class FilterStore {
-  /** name -> hash of the canonical form libvirt is known to have. */
+  /** name -> hash of the canonical form libvirt is known to have ('unverified' after invalidate()). */
   private readonly known = new Map<string, string>();
-  /** Names this agent has defined at least once in its lifetime: a later mismatch is drift. */
-  private readonly ours = new Set<string>();
+  /**
+   * Filters this agent has defined in its lifetime -> the hash it last wrote or read back. libvirt
+   * holding anything else (or nothing) is drift; libvirt still holding it while the desired filter
+   * changed is an ordinary update (a policy change), not drift.
+   */
+  private readonly ours = new Map<string, string>();
   private readonly chains = new Map<string, Promise<unknown>>();
 
   constructor(private readonly lv: AgentLibvirt, private readonly metrics: Metrics, private readonly log: Logger) {}
@@ -37,18 +41,21 @@ export class FilterStore {
     return this.serialized(name, async () => {
       if (this.known.get(name) === desired) return false;
       const current = await this.lv.filterXml(name);
-      if (current !== undefined && sha256Hex(canonicalFilter(current)) === desired) {
+      const currentHash = current === undefined ? undefined : sha256Hex(canonicalFilter(current));
+      if (currentHash === desired) {
         this.known.set(name, desired);
+        if (this.ours.has(name)) this.ours.set(name, desired);
         return false;
       }
-      if (this.ours.has(name) && this.known.has(name)) {
+      const last = this.ours.get(name);
+      if (last !== undefined && currentHash !== last) {
         this.metrics.driftRepairs.inc({ what: current === undefined ? 'filter-removed' : 'filter-modified' });
         this.log.warn({ filter: name, removed: current === undefined }, 'managed filter changed outside the operator; restoring');
       }
       await this.lv.defineFilter(xml);
       this.metrics.libvirtWrites.inc({ op: 'define' });
       this.known.set(name, desired);
-      this.ours.add(name);
+      this.ours.set(name, desired);
       return true;
     });
   }
