@@ -1,0 +1,199 @@
+// Puts compiled policies on the packet lab: defines a VM's filter tree in the real libvirtd under
+// lab-private names (swept by hack/netlab.sh down), binds it to the VM endpoint's bridge port, and
+// predicts every probe with the same model `explain` uses, so tests can hold the kernel's answer
+// against both the documented promise and explain.
+import { execFileSync } from 'node:child_process';
+import {
+  compilePolicy,
+  evaluateConnection,
+  filterUuid,
+  instantiateTree,
+  renderFilterXml,
+  type CompiledPolicy,
+  type ConnectionResult,
+  type NwFilter,
+  type PolicyInput,
+  type RuleInstance,
+  type VmCompiled,
+} from '../../src/policy/index.js';
+import type { LibvirtClient } from '../../src/libvirt/index.js';
+import { LAB, type Endpoint, type Lab, type Probe, type Target, type Verdict } from './lab.js';
+
+/**
+ * In the lab, a rejected IPv6 SYN's ICMPv6 error comes back synchronously, while connect() still
+ * holds the socket lock, and the kernel drops it (TcpExtLockDroppedIcmps); the retransmitted SYN's
+ * error, one RTO (1 s) later, is the one that ends the connect. Over a real network the error
+ * arrives later. So TCP over IPv6 gets a timeout past one RTO.
+ */
+export const TCP6_TIMEOUT_MS = 2500;
+
+const ICMP_RATE_SYSCTLS: Record<string, string> = {
+  'net.ipv4.icmp_ratelimit': '0',
+  'net.ipv6.icmp.ratelimit': '0',
+  'net.ipv4.icmp_msgs_per_sec': '100000',
+  'net.ipv4.icmp_msgs_burst': '100000',
+};
+
+/**
+ * The host answers a REJECT with an ICMP error, and the kernel rate-limits ICMP errors per
+ * destination (net.ipv4.icmp_ratelimit: a burst of 6, then one per second; IPv6 likewise): a burst
+ * of rejected probes from one VM would see the later rejections as silence. That is real behaviour
+ * on a node too (docs/priorities.md), but not what a probe asks about, so the packet tests lift the
+ * limits while they run and restore them after. Returns the restore function.
+ */
+export function liftIcmpRateLimits(): () => void {
+  const saved = Object.keys(ICMP_RATE_SYSCTLS).map((k) => [k, execFileSync('sysctl', ['-n', k], { encoding: 'utf8' }).trim()] as const);
+  for (const [k, v] of Object.entries(ICMP_RATE_SYSCTLS)) execFileSync('sysctl', ['-q', '-w', `${k}=${v}`]);
+  return () => {
+    for (const [k, v] of saved) execFileSync('sysctl', ['-q', '-w', `${k}=${v}`]);
+  };
+}
+
+/** What each endpoint listens on (the lab's echo servers), to predict open versus refused. */
+export type Listening = Map<string, { tcp: Set<number>; udp: Set<number> }>;
+
+export interface BoundVm {
+  name: string;
+  endpoint: Endpoint;
+  compiled: VmCompiled;
+  root: string;
+  filters: Map<string, NwFilter>;
+  instances: RuleInstance[];
+  unevaluated: string[];
+}
+
+const addressOf = (t: Target, family: 4 | 6): string => (t === 'host' ? (family === 4 ? LAB.host4 : LAB.host6) : family === 4 ? t.ipv4 : t.ipv6);
+const nameOf = (t: Target): string => (t === 'host' ? 'host' : t.name);
+
+export class PolicyOnLab {
+  private readonly bound = new Map<string, BoundVm>();
+  readonly listening: Listening = new Map();
+  /** Every filter name this fixture defined, for clean-up. */
+  private readonly defined = new Set<string>();
+
+  constructor(
+    private readonly lab: Lab,
+    private readonly client: LibvirtClient,
+    /** Prefix of every filter name: must start with LAB.filterPrefix so that netlab.sh down sweeps it. */
+    readonly prefix: string,
+  ) {
+    if (!prefix.startsWith(LAB.filterPrefix)) throw new Error(`filter prefix must start with ${LAB.filterPrefix}`);
+  }
+
+  async listen(t: Target, spec: { tcp?: number[]; udp?: number[] }): Promise<void> {
+    await this.lab.listen(t, { tcp: spec.tcp ?? [], udp: spec.udp ?? [] });
+    const entry = this.listening.get(nameOf(t)) ?? { tcp: new Set<number>(), udp: new Set<number>() };
+    for (const p of spec.tcp ?? []) entry.tcp.add(p);
+    for (const p of spec.udp ?? []) entry.udp.add(p);
+    this.listening.set(nameOf(t), entry);
+  }
+
+  private rename(name: string): string {
+    return name === 'clean-traffic' ? name : `${this.prefix}${name}`;
+  }
+
+  private privateFilter(filter: NwFilter): NwFilter {
+    const name = this.rename(filter.name);
+    return { ...filter, name, uuid: filterUuid(name), refs: filter.refs.map((r) => this.rename(r)) };
+  }
+
+  /**
+   * Compiles `input`, defines the trees of the VMs in `endpoints` (only what changed is redefined by
+   * libvirt itself: an unchanged definition is a no-op) and binds each VM endpoint to its VM filter
+   * unless it is bound to it already. Returns the compile result.
+   */
+  async apply(
+    input: PolicyInput,
+    endpoints: Record<string, Endpoint>,
+    /** Changes a compiled filter before it is defined: only for control experiments that must fail. */
+    tamper: (f: NwFilter) => NwFilter = (f) => f,
+    /** Bind anew even when nothing changed: unbinding also forgets the endpoint's conntrack entries. */
+    options: { rebind?: boolean } = {},
+  ): Promise<CompiledPolicy> {
+    const compiled = compilePolicy(input);
+    for (const [vmName, endpoint] of Object.entries(endpoints)) {
+      const vm = compiled.vms.get(vmName);
+      if (!vm?.ok) throw new Error(`VM ${vmName} did not compile: ${JSON.stringify(vm?.diagnostics)}`);
+      const filters = vm.treeFilters.map((f) => this.privateFilter(tamper(f.filter)));
+      for (const f of filters) {
+        await this.client.defineFilter(renderFilterXml(f), { adoptExistingUuid: true });
+        this.defined.add(f.name);
+      }
+      const root = this.rename(vm.filter.filter.name);
+      const params = vm.binding.parameters;
+      const previous = this.bound.get(vmName);
+      const sameBinding = previous && previous.root === root && JSON.stringify(previous.compiled.binding.parameters) === JSON.stringify(params);
+      if (!sameBinding || options.rebind) {
+        if (previous) await this.lab.unbind(previous.endpoint);
+        await this.lab.bind(endpoint, root, params);
+      }
+      const map = new Map(filters.map((f) => [f.name, f]));
+      const { instances, unevaluated } = instantiateTree(root, map);
+      this.bound.set(vmName, { name: vmName, endpoint, compiled: vm, root, filters: map, instances, unevaluated });
+    }
+    return compiled;
+  }
+
+  vm(name: string): BoundVm {
+    const b = this.bound.get(name);
+    if (!b) throw new Error(`VM ${name} is not bound`);
+    return b;
+  }
+
+  /** The VM a probe crosses: the filtered side of it. Exactly one side must be a bound VM. */
+  private vmOf(p: Probe): { vm: BoundVm; direction: 'in' | 'out'; remote: Target } {
+    const byEndpoint = (t: Target): BoundVm | undefined => (t === 'host' ? undefined : [...this.bound.values()].find((b) => b.endpoint.name === t.name));
+    const from = byEndpoint(p.from);
+    const to = byEndpoint(p.to);
+    if (from && to) throw new Error('a probe between two bound VMs crosses two filters: not predicted');
+    if (from) return { vm: from, direction: 'out', remote: p.to };
+    if (to) return { vm: to, direction: 'in', remote: p.from };
+    throw new Error('a probe that crosses no bound VM');
+  }
+
+  /** explain's answer for a probe (the same model and function the CLI uses). */
+  predict(p: Probe): ConnectionResult & { verdict: Verdict } {
+    const { vm, direction, remote } = this.vmOf(p);
+    const responder = nameOf(p.to);
+    const listening = p.proto === 'icmp' || (this.listening.get(responder)?.[p.proto].has(p.port ?? -1) ?? false);
+    const result = evaluateConnection(
+      vm.instances,
+      {
+        direction,
+        protocol: p.proto,
+        family: p.family,
+        ...(p.port !== undefined ? { port: p.port } : {}),
+        ...(p.srcPort !== undefined ? { sourcePort: p.srcPort } : {}),
+        vmAddress: addressOf(vm.endpoint, p.family),
+        remoteAddress: addressOf(remote, p.family),
+        remoteIsHost: remote === 'host',
+        listening,
+      },
+      vm.unevaluated,
+    );
+    return { ...result, verdict: result.outcome };
+  }
+
+  /** The XML libvirt holds for a filter of ours (by its compiled name). */
+  async filterXml(compiledName: string): Promise<string> {
+    return this.client.filterXml(this.rename(compiledName));
+  }
+
+  async cleanup(): Promise<void> {
+    for (const b of this.bound.values()) await this.lab.unbind(b.endpoint).catch(() => undefined);
+    this.bound.clear();
+    // Referencing filters first: libvirt refuses to undefine a filter that a bound one uses.
+    const names = [...this.defined].sort((a, b) => order(a) - order(b));
+    for (const n of names) await this.client.undefineFilter(n).catch(() => undefined);
+    this.defined.clear();
+  }
+}
+
+const order = (name: string): number => (name.includes('nwf-vm-') ? 0 : name.includes('nwf-dept-') ? 1 : 2);
+
+/** "peer -> vm1 tcp/4:22  kernel=open explain=open" for failure messages. */
+export function describeProbe(p: Probe, kernel: Verdict, predicted?: ConnectionResult): string {
+  const port = p.proto === 'icmp' ? '' : `:${p.port}`;
+  const steps = predicted ? ` [${predicted.steps.map((s) => `${s.packet?.chain ?? 'host'} ${s.decision?.verdict ?? 'unfiltered'}`).join(', ')}]` : '';
+  return `${nameOf(p.from)} -> ${nameOf(p.to)} ${p.proto}/${p.family}${port}: kernel=${kernel}${predicted ? ` explain=${predicted.outcome}` : ''}${steps}`;
+}
