@@ -246,7 +246,9 @@ export class Agent {
 
   /** Puts the VM's filterref on the selected interfaces; returns how many carry it. */
   private async attach(vm: VMFilter, domain: DomainInfo, compiled: VmCompiled): Promise<number> {
-    const key = `${compiled.hash}/${domain.uuid}/${domain.active}/${(vm.spec.interfaces ?? []).join(',')}`;
+    // The binding's parameters are not in the hash (it covers the filters only): a change of
+    // spec.parameters alone must still reach the interfaces.
+    const key = `${compiled.hash}/${JSON.stringify(compiled.binding)}/${domain.uuid}/${domain.active}/${(vm.spec.interfaces ?? []).join(',')}`;
     const cached = this.attached.get(vm.metadata.name);
     if (cached?.startsWith(key + '#')) return Number(cached.split('#')[1]);
     const binding: InterfaceBinding = compiled.binding;
