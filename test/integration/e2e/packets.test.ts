@@ -18,8 +18,9 @@
 // itself (a filter parameter) cannot, and the last test pins down what the agent reports then.
 //
 // Needs: hack/libvirt-up.sh (LXC driver loaded, cgroup layout LXC can use) and hack/netlab.sh up
-// (bridge netfilter on); both are idempotent and run from beforeAll. Do not run it at the same time
-// as the packet project: both use the one lab bridge nwflab0.
+// (bridge netfilter on); both are idempotent and run from beforeAll. The container exists only while
+// this file holds the lab's machine-wide lock (Lab.create waits for a packet run to finish), so a
+// container of ours found under the lock was left by a killed run and is removed.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -254,14 +255,14 @@ beforeAll(async () => {
   // and bridged frames must reach iptables (netlab.sh up). Both are no-ops when already so.
   hack('libvirt-up.sh');
   hack('netlab.sh', 'up');
-  // A killed run's container would still hold 198.18.0.200 on the bridge.
-  for (const name of virshOk('list', '--all', '--name').split('\n').map((s) => s.trim())) {
-    if (LEFTOVER_DOMAIN.test(name)) removeDomain(name);
-  }
   kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', join(REPO, 'crds')]);
   kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
 
   lab = await Lab.create({ name: `pk-${RUN}` });
+  // Under the lab's lock, a container of ours is a killed run's: it would still hold 198.18.0.200.
+  for (const name of virshOk('list', '--all', '--name').split('\n').map((s) => s.trim())) {
+    if (LEFTOVER_DOMAIN.test(name)) removeDomain(name);
+  }
   peer = await lab.addEndpoint(`p${RUN}`, PEER);
   dir = mkdtempSync(join(tmpdir(), `${P}-`));
   writeFileSync(join(dir, 'domain.xml'), domainXml());
