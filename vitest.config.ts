@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Four projects so that `vitest run --project unit` stays fast and infrastructure is only started
+// Five projects so that `vitest run --project unit` stays fast and infrastructure is only started
 // for the tests that need it. Global setups are idempotent: they reuse a running daemon.
 export default defineConfig({
   test: {
@@ -33,6 +33,18 @@ export default defineConfig({
           globalSetup: ['test/setup/kube.ts'],
           testTimeout: 120_000,
           hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          // Real packets through libvirt's chains: a bridge, veth "VMs" in namespaces, probes with
+          // real sockets (test/packet/lab.ts). Needs root; netlab.ts prepares and restores the host.
+          name: 'packet',
+          include: ['test/packet/**/*.test.ts'],
+          globalSetup: ['test/setup/libvirt.ts', 'test/setup/netlab.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
           fileParallelism: false,
         },
       },

@@ -2,6 +2,8 @@
 # The whole test suite on a fresh machine. Installs what it needs (npm deps, Debian packages for
 # libvirtd, kube-apiserver/etcd/helm built from Go modules into a cache), starts the real daemons,
 # then runs every vitest project. Idempotent: a second run reuses the cache and running daemons.
+# The packet project prepares (and at its end restores) the host itself: its global setup runs
+# hack/netlab.sh up/down (Debian tools for the lab, bridge netfilter and ICMP sysctls). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
