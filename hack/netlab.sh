@@ -6,6 +6,9 @@
 #   hack/netlab.sh down    remove every lab object a crashed or killed run may have left: libvirt
 #                          bindings on lab ports and lab filters, processes in lab namespaces, the
 #                          namespaces, host veths and the bridge; then restore the sysctls
+#   hack/netlab.sh sweep   only the removal of leftover topology and bindings (not filters, not
+#                          sysctls): run by the harness right after it took the lab lock, since
+#                          whatever carries the lab prefix then was left by a dead run
 #   hack/netlab.sh status  what is there now
 #
 # Ownership: this script owns packages, sysctls and the sweep of leftovers; the TypeScript harness
@@ -112,20 +115,27 @@ lab_in_use() {
 
 libvirt_answers() { timeout 10 virsh -q -c "$LIBVIRT_URI" nwfilter-list >/dev/null 2>&1; }
 
-# Bindings first: libvirt removes a binding's iptables chains itself, which it cannot do well once
-# the port is gone.
-remove_libvirt_objects() {
+# Bindings before ports: libvirt removes a binding's iptables chains itself, and a binding whose
+# port is gone would stay in its state (and come back after a libvirtd restart).
+remove_bindings() {
   command -v virsh >/dev/null 2>&1 || return 0
   if ! libvirt_answers; then
-    log "libvirtd does not answer; lab bindings and filters (if any) are left" >&2
+    log "libvirtd does not answer; lab bindings (if any) are left" >&2
     return 0
   fi
-  local port filter
+  local port
   while read -r port _; do
     [[ $port == "$PORT_PREFIX"* ]] || continue
     log "binding on $port"
     virsh -q -c "$LIBVIRT_URI" nwfilter-binding-delete "$port" >/dev/null || true
   done < <(virsh -q -c "$LIBVIRT_URI" nwfilter-binding-list)
+}
+
+# Filters a test defined under the lab prefix; only at `down` (a test may define its filters
+# before it creates its lab). One that is still in use stays.
+remove_filters() {
+  command -v virsh >/dev/null 2>&1 && libvirt_answers || return 0
+  local filter
   while read -r _ filter; do
     [[ $filter == "$FILTER_PREFIX"* ]] || continue
     log "filter $filter"
@@ -181,6 +191,13 @@ flush_conntrack() {
   conntrack -D -f ipv6 -d fd6e:7766::/32 >/dev/null 2>&1 || true
 }
 
+sweep() {
+  remove_bindings
+  remove_namespaces
+  remove_links
+  flush_conntrack
+}
+
 status() {
   local tool s
   for tool in "${!TOOLS[@]}"; do
@@ -215,16 +232,18 @@ case ${1:-} in
       exit 0
     fi
     rm -f "$LAB_LOCK"
-    remove_libvirt_objects
-    remove_namespaces
-    remove_links
-    flush_conntrack
+    sweep
+    remove_filters
     restore_sysctls
     log "down"
     ;;
+  sweep)
+    lock
+    sweep
+    ;;
   status) status ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|sweep|status" >&2
     exit 2
     ;;
 esac

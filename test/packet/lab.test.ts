@@ -175,8 +175,10 @@ describe(`${SMOKE} bound to vm1`, () => {
   it('DHCP through the bound port (broadcast DISCOVER from 0.0.0.0 through FI-)', async () => {
     const server = await lab.dhcpServer(peer, { range: ['198.18.0.100', '198.18.0.150'] });
     try {
-      const lease = await lab.dhcpClient(vm, { timeoutMs: 5000 });
-      expect(lease.leased, lease.output).toBe(true);
+      for (const broadcast of [false, true]) {
+        const lease = await lab.dhcpClient(vm, { timeoutMs: 5000, broadcast });
+        expect(lease.leased, lease.output).toBe(true);
+      }
     } finally {
       await server.stop();
     }

@@ -18,8 +18,9 @@
  *
  * Bridge endpoints ("VMs", "peers") route by default via the bridge address, and to the far network
  * via the router. The host's own addresses on the bridge matter: a REJECT on a bridge is emitted by
- * the host from its own address, so without one a reject degrades to a drop. Traffic only ever goes
- * between lab namespaces, the bridge addresses and loopback (the root namespace does not forward).
+ * the host from its own address, so without one a reject degrades to a drop. Probes only ever go
+ * between lab namespaces, the bridge addresses and loopback; the lab turns forwarding on in the
+ * router's namespace only.
  * ADDRESSES: 198.18.0.0/24 + fd6e:7766:0:1::/64 on the bridge; 198.18.1.0/24 + fd6e:7766:0:2::/64
  * behind the router. Default host numbers: bridge endpoints .10, .11, ... (IPv6 ::10, ::11, the same
  * digits), MAC 52:54:00:6e:00:<n in hex>; the router .254; far endpoints .10, ... on the far net.
@@ -45,10 +46,35 @@
  * Conntrack: bind() and unbind() delete the endpoint's conntrack entries, so a flow seen before the
  * change is judged by the new rules (libvirt's rules accept ESTABLISHED traffic).
  *
+ * WHAT THE KERNEL DOES HERE (found with this lab; the smoke test lab.test.ts pins most of it)
+ * - Host-originated packets to a VM never pass FORWARD: libvirt's FO- chain (matched with
+ *   --physdev-is-bridged) does not see them. The VM's answers to the host do pass HI-, where each
+ *   stateless rule also has its reverse half (e.g. --sport 2223 REJECT): such answers vanish.
+ * - libvirt's <tcp>/<udp>/<icmp> are IPv4 only (iptables); IPv6 needs <tcp-ipv6>/... (ip6tables).
+ * - REJECT: the host sends the ICMP error, subject to the host's ICMP rate limits (1/s per
+ *   destination for IPv4, 10/s for IPv6, 1000/s overall with a burst of 50): many rejected probes
+ *   towards one peer would mostly look dropped. hack/netlab.sh up lifts them (and down restores).
+ * - A veth delivers synchronously: a VM's SYN was bridged, rejected and the ICMP error delivered
+ *   back while the VM's connect() still held the socket lock; TCP drops such an error (nstat
+ *   TcpExtLockDroppedIcmps) and over IPv6 the probe looked dropped. The host end of every bridge port
+ *   therefore receives through threaded NAPI (GRO on, VM end without TSO), like a real VM's tap.
+ * - A router sends neighbour solicitations for forwarded packets from its link-local address, not at
+ *   all while that is tentative: lab namespaces run without DAD (IPv6 through the router stalled
+ *   1-2 s after every setup otherwise). Lab namespaces have no ICMP rate limits either.
+ * - dnsmasq pings an address before offering it (~3 s per first OFFER): the lab runs it --no-ping.
+ *   udhcpc asks for unicast replies by default (OFFER/ACK to the offered address and the client's
+ *   MAC), broadcast with `broadcast: true`; both pass a port bound without DHCP rules.
+ *
+ * ONE LAB PER MACHINE: names and addresses are fixed, so Lab.create() takes /run/nwflab.lock (a
+ * concurrent test process waits, default up to 240 s; a dead owner's lock is taken over) and then
+ * runs `hack/netlab.sh sweep`: under the lock, anything with the lab prefix is a dead run's leftover.
+ *
  * RUN: `npx vitest run --project packet` (as root; the global setup runs hack/netlab.sh up, which
- * installs iproute2, iptables, iputils-ping, dnsmasq-base, udhcpc and conntrack when missing and sets
- * net.bridge.bridge-nf-call-ip{,6}tables=1, and hack/netlab.sh down at the end, which also sweeps
- * whatever a killed run left). `hack/netlab.sh status` shows what exists.
+ * installs iproute2, iptables, iputils-ping, dnsmasq-base, udhcpc, conntrack and ethtool when
+ * missing and sets the host sysctls the lab needs, saving the old values; and hack/netlab.sh down at
+ * the end, which sweeps whatever a killed run left, removes nwflab-* filters and restores the
+ * sysctls, unless another process's lab is live). `hack/netlab.sh status` shows what exists;
+ * NWF_KEEP_NETLAB=1 keeps the host prepared after a run.
  *
  * USE
  *   const lab = await Lab.create({ name: 'smoke' });
@@ -438,6 +464,11 @@ export class Lab {
     lab.track(LAB_OWNER, 'dir', `temp dir ${lab.dir}`, () => rm(lab.dir, { recursive: true, force: true }));
     lab.track(LAB_OWNER, 'host-listeners', 'echo servers on the host', () => lab.host.listeners.close());
     try {
+      // Under the lock, anything with the lab's prefix was left by a run that died (SIGKILL, a
+      // crashed worker): its bindings, namespaces and veths would clash with ours (same names and
+      // addresses). hack/netlab.sh owns that sweep.
+      const swept = await cmd(['bash', join(REPO, 'hack/netlab.sh'), 'sweep'], { timeoutMs: 60_000 });
+      for (const line of swept.split('\n').filter(Boolean)) lab.log(line);
       await writeFile(join(lab.dir, 'udhcpc.sh'), UDHCPC_HOOK, { mode: 0o755 });
       await lab.ensureBridge();
     } catch (err) {
