@@ -42,8 +42,15 @@ const table = (rs: ProbeResult[]): string[] => rs.map((r) => `${r.label}: ${r.ve
 const expected = (ps: Probe[], verdict: (p: Probe) => Verdict, results: ProbeResult[]): string[] =>
   ps.map((p, i) => `${results[i]?.label ?? `${name(p.from)} -> ${name(p.to)}`}: ${verdict(p)}`);
 
+/** The probes that disagree, with why and how long they took (is a `dropped` just a slow machine?). */
+function disagreements(rs: ProbeResult[], verdict: (p: Probe) => Verdict): void {
+  const bad = rs.filter((r) => r.verdict !== verdict(r.probe));
+  if (bad.length) console.log(`disagreeing probes:\n${bad.map((r) => `  ${r.label}: ${r.verdict} (${r.detail}, ${r.ms} ms), expected ${verdict(r.probe)}`).join('\n')}`);
+}
+
 async function check(ps: Probe[], verdict: (p: Probe) => Verdict): Promise<ProbeResult[]> {
   const rs = await lab.probeAll(ps);
+  disagreements(rs, verdict);
   expect(table(rs)).toEqual(expected(ps, verdict, rs));
   return rs;
 }
@@ -192,6 +199,7 @@ describe(`${SMOKE} bound to vm1`, () => {
     const ms = Math.round(performance.now() - started);
     const counts = rs.reduce<Record<string, number>>((c, r) => ({ ...c, [r.verdict]: (c[r.verdict] ?? 0) + 1 }), {});
     console.log(`probeAll: ${rs.length} probes in ${ms} ms at concurrency 32 (${JSON.stringify(counts)})`);
+    disagreements(rs, smoke);
     expect(table(rs)).toEqual(expected(probes, smoke, rs));
     // ~40 of them wait out the 700 ms drop timeout; generous for a loaded 2-core machine.
     expect(ms).toBeLessThan(60_000);
