@@ -63,8 +63,11 @@ install_tools() {
   ((${#missing[@]})) || return 0
   export DEBIAN_FRONTEND=noninteractive
   # Refresh the package lists only when one of the packages is unknown to them.
+  local policy
   for pkg in "${missing[@]}"; do
-    if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    # Captured first: `| grep -q` would end apt-cache early, and pipefail would call that a failure.
+    policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
+    if [[ ! $policy =~ Candidate:\ [0-9] ]]; then
       log "apt-get update (no candidate for $pkg)"
       apt-get update -qq
       break
