@@ -52,7 +52,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/integration/e2e/**/*.test.ts'],
-          globalSetup: ['test/setup/kube.ts', 'test/setup/libvirt.ts'],
+          // netlab: packets.test.ts runs the operator with real packets on the lab's bridge.
+          globalSetup: ['test/setup/kube.ts', 'test/setup/libvirt.ts', 'test/setup/netlab.ts'],
           testTimeout: 600_000,
           hookTimeout: 1_800_000,
           fileParallelism: false,

@@ -5,10 +5,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PolicyInput } from '../../src/policy/index.js';
-import { LibvirtClient } from '../../src/libvirt/index.js';
 import { department, service, vm } from '../helpers/builders.js';
-import { LAB, Lab, type Endpoint, type Probe } from './lab.js';
-import { PolicyOnLab, TCP6_TIMEOUT_MS, describeProbe, liftIcmpRateLimits } from './policy-on-lab.js';
+import { LAB, type Endpoint, type Lab, type Probe } from './lab.js';
+import { PolicyOnLab, describeProbe } from './policy-on-lab.js';
 
 const SEED = Number(process.env.NWF_SEED ?? Date.now() % 2 ** 31);
 const POLICIES = Number(process.env.NWF_DIFF_POLICIES ?? 24);
@@ -20,29 +19,21 @@ const PORTS = [2000, 2001, 2002, 2003, 2004, 2005, 2006, 2007, 2008, 2009];
 const LISTENING = PORTS.slice(0, -2);
 
 let lab: Lab;
-let client: LibvirtClient;
 let fx: PolicyOnLab;
 let vm1: Endpoint;
 let peer: Endpoint;
 
-let restoreIcmpRateLimits: (() => void) | undefined;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  restoreIcmpRateLimits = liftIcmpRateLimits();
-  lab = await Lab.create({ name: `diff${RUN}` });
-  client = new LibvirtClient({ socketPath: process.env.NWF_LIBVIRT_SOCKET ?? '/var/run/libvirt/libvirt-sock' });
-  await client.connect();
-  fx = new PolicyOnLab(lab, client, `nwflab-d${RUN}-`);
+  ({ lab, fx, close } = await PolicyOnLab.open(`diff${RUN}`, `nwflab-d${RUN}-`));
   vm1 = await lab.addEndpoint('vm1');
   peer = await lab.addEndpoint('peer');
   for (const t of [vm1, peer, 'host'] as const) await fx.listen(t, { tcp: LISTENING, udp: LISTENING });
 }, 180_000);
 
 afterAll(async () => {
-  await fx?.cleanup();
-  await client?.close();
-  await lab?.close();
-  restoreIcmpRateLimits?.();
+  await close?.();
 }, 120_000);
 
 // ---- random policies over the lab's addresses and ports ------------------------------------------
@@ -124,8 +115,6 @@ const probe: () => fc.Arbitrary<Probe> = () =>
       proto,
       family,
       ...(proto === 'icmp' ? {} : { port: p }),
-      // A rejected IPv6 SYN is only answered after one retransmission in the lab (scenarios.test.ts).
-      ...(proto === 'tcp' && family === 6 ? { timeoutMs: TCP6_TIMEOUT_MS } : {}),
     }));
 
 describe('differential: explain equals the kernel on random policies and probes', () => {

@@ -2,7 +2,6 @@
 // lab-private names (swept by hack/netlab.sh down), binds it to the VM endpoint's bridge port, and
 // predicts every probe with the same model `explain` uses, so tests can hold the kernel's answer
 // against both the documented promise and explain.
-import { execFileSync } from 'node:child_process';
 import {
   compilePolicy,
   evaluateConnection,
@@ -16,38 +15,8 @@ import {
   type RuleInstance,
   type VmCompiled,
 } from '../../src/policy/index.js';
-import type { LibvirtClient } from '../../src/libvirt/index.js';
-import { LAB, type Endpoint, type Lab, type Probe, type Target, type Verdict } from './lab.js';
-
-/**
- * In the lab, a rejected IPv6 SYN's ICMPv6 error comes back synchronously, while connect() still
- * holds the socket lock, and the kernel drops it (TcpExtLockDroppedIcmps); the retransmitted SYN's
- * error, one RTO (1 s) later, is the one that ends the connect. Over a real network the error
- * arrives later. So TCP over IPv6 gets a timeout past one RTO.
- */
-export const TCP6_TIMEOUT_MS = 2500;
-
-const ICMP_RATE_SYSCTLS: Record<string, string> = {
-  'net.ipv4.icmp_ratelimit': '0',
-  'net.ipv6.icmp.ratelimit': '0',
-  'net.ipv4.icmp_msgs_per_sec': '100000',
-  'net.ipv4.icmp_msgs_burst': '100000',
-};
-
-/**
- * The host answers a REJECT with an ICMP error, and the kernel rate-limits ICMP errors per
- * destination (net.ipv4.icmp_ratelimit: a burst of 6, then one per second; IPv6 likewise): a burst
- * of rejected probes from one VM would see the later rejections as silence. That is real behaviour
- * on a node too (docs/priorities.md), but not what a probe asks about, so the packet tests lift the
- * limits while they run and restore them after. Returns the restore function.
- */
-export function liftIcmpRateLimits(): () => void {
-  const saved = Object.keys(ICMP_RATE_SYSCTLS).map((k) => [k, execFileSync('sysctl', ['-n', k], { encoding: 'utf8' }).trim()] as const);
-  for (const [k, v] of Object.entries(ICMP_RATE_SYSCTLS)) execFileSync('sysctl', ['-q', '-w', `${k}=${v}`]);
-  return () => {
-    for (const [k, v] of saved) execFileSync('sysctl', ['-q', '-w', `${k}=${v}`]);
-  };
-}
+import { LibvirtClient } from '../../src/libvirt/index.js';
+import { LAB, Lab, type Endpoint, type Probe, type Target, type Verdict } from './lab.js';
 
 /** What each endpoint listens on (the lab's echo servers), to predict open versus refused. */
 export type Listening = Map<string, { tcp: Set<number>; udp: Set<number> }>;
@@ -70,6 +39,32 @@ export class PolicyOnLab {
   readonly listening: Listening = new Map();
   /** Every filter name this fixture defined, for clean-up. */
   private readonly defined = new Set<string>();
+
+  /**
+   * A lab, a libvirt client and the fixture; `close()` undoes all of it (also after a failed set-up).
+   * The host's ICMP rate limits, which would turn a burst of REJECT answers into silence, are lifted
+   * by hack/netlab.sh up (the packet project's global setup).
+   */
+  static async open(labName: string, prefix: string): Promise<{ lab: Lab; fx: PolicyOnLab; close: () => Promise<void> }> {
+    let lab: Lab | undefined;
+    let client: LibvirtClient | undefined;
+    let fx: PolicyOnLab | undefined;
+    const close = async (): Promise<void> => {
+      await fx?.cleanup();
+      await client?.close();
+      await lab?.close();
+    };
+    try {
+      lab = await Lab.create({ name: labName });
+      client = new LibvirtClient({ socketPath: process.env.NWF_LIBVIRT_SOCKET ?? '/var/run/libvirt/libvirt-sock' });
+      await client.connect();
+      fx = new PolicyOnLab(lab, client, prefix);
+      return { lab, fx, close };
+    } catch (e) {
+      await close();
+      throw e;
+    }
+  }
 
   constructor(
     private readonly lab: Lab,
@@ -172,6 +167,11 @@ export class PolicyOnLab {
       vm.unevaluated,
     );
     return { ...result, verdict: result.outcome };
+  }
+
+  /** Every filter binding of the libvirtd (to see that nothing was rebound). */
+  bindings(): ReturnType<LibvirtClient['listBindings']> {
+    return this.client.listBindings();
   }
 
   /** The XML libvirt holds for a filter of ours (by its compiled name). */

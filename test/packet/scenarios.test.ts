@@ -5,14 +5,12 @@
 // truth" issue each have a test here (named "regression N").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PolicyInput } from '../../src/policy/index.js';
-import { LibvirtClient } from '../../src/libvirt/index.js';
 import { department, service, vm } from '../helpers/builders.js';
-import { Lab, type Endpoint, type Probe, type Verdict } from './lab.js';
-import { PolicyOnLab, TCP6_TIMEOUT_MS, describeProbe, liftIcmpRateLimits } from './policy-on-lab.js';
+import type { Endpoint, Lab, Probe, Verdict } from './lab.js';
+import { PolicyOnLab, describeProbe } from './policy-on-lab.js';
 
 const RUN = Date.now().toString(36).slice(-5);
 let lab: Lab;
-let client: LibvirtClient;
 let fx: PolicyOnLab;
 let vm1: Endpoint;
 let vm2: Endpoint;
@@ -24,14 +22,10 @@ const TCP_PORTS = [22, 25, 443, 2222, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 
 const UDP_PORTS = [53, 3001, 9999];
 const PEER_SOURCE_PORTS = [25, 2222];
 
-let restoreIcmpRateLimits: (() => void) | undefined;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  restoreIcmpRateLimits = liftIcmpRateLimits();
-  lab = await Lab.create({ name: `scen${RUN}` });
-  client = new LibvirtClient({ socketPath: process.env.NWF_LIBVIRT_SOCKET ?? '/var/run/libvirt/libvirt-sock' });
-  await client.connect();
-  fx = new PolicyOnLab(lab, client, `nwflab-${RUN}-`);
+  ({ lab, fx, close } = await PolicyOnLab.open(`scen${RUN}`, `nwflab-${RUN}-`));
   vm1 = await lab.addEndpoint('vm1');
   vm2 = await lab.addEndpoint('vm2');
   peer = await lab.addEndpoint('peer');
@@ -43,10 +37,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await fx?.cleanup();
-  await client?.close();
-  await lab?.close();
-  restoreIcmpRateLimits?.();
+  await close?.();
   process.stdout.write(`packet scenarios: ${totals.scenarios} scenarios, ${totals.probes} probes, kernel = documented = explain on every probe\n`);
 }, 120_000);
 
@@ -75,7 +66,6 @@ const tcp = (from: Probe['from'], to: Probe['to'], port: number, family: 4 | 6 =
   family,
   port,
   ...(srcPort !== undefined ? { srcPort } : {}),
-  ...(family === 6 ? { timeoutMs: TCP6_TIMEOUT_MS } : {}),
 });
 const udp = (from: Probe['from'], to: Probe['to'], port: number, family: 4 | 6 = 4): Probe => ({ from, to, proto: 'udp', family, port });
 const icmp = (from: Probe['from'], to: Probe['to'], family: 4 | 6 = 4): Probe => ({ from, to, proto: 'icmp', family });
@@ -372,13 +362,13 @@ describe('packet scenarios (real libvirt bindings, real sockets)', () => {
       [tcp(peer, vm2, 22), 'open'],
       [tcp(vm1, peer, 443), 'open'],
     ]);
-    const before = { v1: await fx.filterXml('nwf-vm-v1'), v2: await fx.filterXml('nwf-vm-v2'), bindings: await client.listBindings() };
+    const before = { v1: await fx.filterXml('nwf-vm-v1'), v2: await fx.filterXml('nwf-vm-v2'), bindings: await fx.bindings() };
     const deptBefore = await fx.filterXml('nwf-dept-d');
     await fx.apply(input('deny'), { v1: vm1, v2: vm2 });
     expect(await fx.filterXml('nwf-dept-d')).not.toBe(deptBefore);
     expect(await fx.filterXml('nwf-vm-v1')).toBe(before.v1);
     expect(await fx.filterXml('nwf-vm-v2')).toBe(before.v2);
-    expect(await client.listBindings()).toEqual(before.bindings);
+    expect(await fx.bindings()).toEqual(before.bindings);
     await expectProbes([
       [tcp(peer, vm1, 22), 'dropped'],
       [tcp(peer, vm2, 22), 'dropped'],
