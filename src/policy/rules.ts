@@ -4,8 +4,18 @@ import type { Cidr, Level, NwRule, RuleOrigin, ServiceDirection } from './model.
 /** libvirt rejects longer comments. */
 export const MAX_LIBVIRT_COMMENT = 256;
 
+/**
+ * libvirt reads an attribute value that starts with `$` as a variable reference, comments included:
+ * `$%` is refused at define time ("comment has illegal value") and `$NAME` would need a filter
+ * parameter NAME when the filter is bound. A leading space keeps the text and makes it plain text.
+ */
+function commentText(text: string): string {
+  return text.startsWith('$') ? ` ${text}` : text;
+}
+
 export function clampComment(text: string): string {
-  return text.length <= MAX_LIBVIRT_COMMENT ? text : text.slice(0, MAX_LIBVIRT_COMMENT - 1) + '…';
+  const safe = commentText(text);
+  return safe.length <= MAX_LIBVIRT_COMMENT ? safe : safe.slice(0, MAX_LIBVIRT_COMMENT - 1) + '…';
 }
 
 export function parseCidr(text: string): Cidr {

@@ -116,6 +116,16 @@ describe('reference-system regressions', () => {
     }
   });
 
+  it('a comment starting with $ is rendered as text, never as a libvirt variable reference', () => {
+    const compiled = compilePolicy({
+      services: [],
+      departments: [],
+      vms: [vm('v', { rules: [{ action: 'drop', direction: 'in', protocol: 'tcp', ports: [{ port: 22 }], comment: '$% cost center' }, { action: 'drop', direction: 'in', protocol: 'udp', comment: '$IP' }] })],
+    });
+    const comments = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom').map((r) => r.comment);
+    expect(comments).toEqual([' $% cost center', ' $IP']);
+  });
+
   it('filter names do not collide, even for long names sharing a prefix', () => {
     const long = 'x'.repeat(240);
     const names = [`${long}-a`, `${long}-b`, 'a', 'a.b', 'a-b'];
