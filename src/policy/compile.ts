@@ -132,13 +132,14 @@ export function compileDepartment(
 
   const filterName = departmentFilterName(name);
   const rules: NwRule[] = [];
-  const enforcedPriorities = customRulePriorities(spec.rules.filter((r) => r.enforced), BANDS.departmentEnforcedRules);
-  const ordinaryPriorities = customRulePriorities(spec.rules.filter((r) => !r.enforced), BANDS.departmentRules);
-  let enforcedSeen = 0;
-  let ordinarySeen = 0;
+  // Enforced and ordinary rules are ranked within their own bands.
+  const priorityOf = new Map<(typeof spec.rules)[number], number>();
+  for (const [enforced, base] of [[true, BANDS.departmentEnforcedRules], [false, BANDS.departmentRules]] as const) {
+    const group = spec.rules.filter((r) => r.enforced === enforced);
+    customRulePriorities(group, base).forEach((p, i) => priorityOf.set(group[i]!, p));
+  }
   spec.rules.forEach((rule, index) => {
-    const priority = rule.enforced ? enforcedPriorities[enforcedSeen++]! : ordinaryPriorities[ordinarySeen++]!;
-    rules.push(...customRules(rule, { level: 'department', owner: name, priority, index, enforced: rule.enforced }));
+    rules.push(...customRules(rule, { level: 'department', owner: name, priority: priorityOf.get(rule)!, index, enforced: rule.enforced }));
   });
   for (const o of spec.services) {
     const service = services.get(o.name)!;

@@ -4,7 +4,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { compilePolicy, departmentFilterName, evaluate, vmFilterName } from '../../../src/policy/index.js';
 import { department, service, vm } from '../../helpers/builders.js';
-import { filtersOf, okVm } from '../../helpers/decide.js';
+import { decide, filtersOf, okVm } from '../../helpers/decide.js';
 
 const xml = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' });
 const asArray = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
@@ -124,6 +124,23 @@ describe('reference-system regressions', () => {
     });
     const comments = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom').map((r) => r.comment);
     expect(comments).toEqual([' $% cost center', ' $IP']);
+  });
+
+  it('custom rules of equal priority get libvirt priorities of their own, in list order (libvirt does not order ties)', () => {
+    const rule = (action: 'accept' | 'drop', priority: number) => ({ action, direction: 'in' as const, protocol: 'tcp' as const, ports: [{ port: 22 }], priority });
+    const compiled = compilePolicy({
+      services: [],
+      departments: [department('d', { rules: [{ ...rule('drop', 10), enforced: true }, rule('accept', 10), { ...rule('accept', 10), enforced: true }, rule('drop', 5)] })],
+      vms: [vm('v', { department: 'd', rules: [rule('accept', 50), rule('drop', 50), rule('accept', 0)] })],
+    });
+    const v = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    expect(v.map((r) => [r.action, r.priority])).toEqual([['accept', -700], ['accept', -699], ['drop', -698]]);
+    const d = compiled.departments.get('d');
+    if (!d?.ok) throw new Error('department did not compile');
+    const dr = d.filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    expect(dr.map((r) => [r.action, r.priority])).toEqual([['drop', -900], ['accept', -899], ['drop', -500], ['accept', -499]]);
+    // The first of two equal-priority rules decides.
+    expect(decide({ services: [], departments: [], vms: [vm('w', { rules: [rule('drop', 50), rule('accept', 50)] })] }, 'w', { direction: 'in', protocol: 'tcp', port: 22 }).verdict).toBe('drop');
   });
 
   it('filter names do not collide, even for long names sharing a prefix', () => {
