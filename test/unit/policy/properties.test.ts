@@ -24,6 +24,13 @@ function ruleMeansConnection(rule: NwRule, p: Packet): boolean {
   return true;
 }
 
+/** Every VM of `input` that compiles, with its root filter's name and the filters by name. */
+function compiledVms(input: Parameters<typeof compilePolicy>[0]): { root: string; filters: ReturnType<typeof filtersOf> }[] {
+  const compiled = compilePolicy(input);
+  const filters = filtersOf(compiled);
+  return [...compiled.vms.values()].flatMap((r) => (r.ok ? [{ root: r.filter.filter.name, filters }] : []));
+}
+
 function snapshot(input: Parameters<typeof compilePolicy>[0]) {
   const c = compilePolicy(input);
   return {
@@ -62,14 +69,11 @@ describe('compiler properties (fast-check)', () => {
   it('fails closed: the chains of every VM end in catch-all drops of all IPv4 and IPv6 in every chain', () => {
     fc.assert(
       fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), (input, packets) => {
-        const compiled = compilePolicy(input);
-        const filters = filtersOf(compiled);
-        for (const r of compiled.vms.values()) {
-          if (!r.ok) continue;
-          const { rules } = flatten(r.filter.filter.name, filters);
+        for (const { root, filters } of compiledVms(input)) {
+          const { rules } = flatten(root, filters);
           const tail = rules.slice(-2).map((l) => l.rule);
           expect(tail.map((t) => `${t.action} ${t.direction} ${t.protocol} ${t.state ?? ''}`)).toEqual(['drop inout all ', 'drop inout all-ipv6 ']);
-          const { instances } = instantiateTree(r.filter.filter.name, filters);
+          const { instances } = instantiateTree(root, filters);
           for (const family of [4, 6] as const) {
             for (const chain of ['FI', 'FO', 'HI'] as const) {
               const last = chainOf(instances, family, chain).at(-1)!;
@@ -77,7 +81,7 @@ describe('compiler properties (fast-check)', () => {
               expect(last.ctstate ?? last.ctdir ?? last.source ?? last.destination).toBeUndefined();
             }
           }
-          for (const p of packets) expect(evaluate(r.filter.filter.name, filters, p).rule).toBeDefined();
+          for (const p of packets) expect(evaluate(root, filters, p).rule).toBeDefined();
         }
       }),
       { numRuns: RUNS },
@@ -87,14 +91,11 @@ describe('compiler properties (fast-check)', () => {
   it('the kernel model decides a new connection exactly as the first policy rule that means it (documented semantics)', () => {
     fc.assert(
       fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), (input, packets) => {
-        const compiled = compilePolicy(input);
-        const filters = filtersOf(compiled);
-        for (const r of compiled.vms.values()) {
-          if (!r.ok) continue;
-          const { rules } = flatten(r.filter.filter.name, filters);
+        for (const { root, filters } of compiledVms(input)) {
+          const { rules } = flatten(root, filters);
           for (const p of packets) {
             const meant = rules.find(({ rule }) => ruleMeansConnection(rule, p));
-            const d = evaluate(r.filter.filter.name, filters, p);
+            const d = evaluate(root, filters, p);
             expect(d.verdict).toBe(meant?.rule.action);
             expect(d.rule).toBe(meant?.rule);
           }
@@ -107,11 +108,7 @@ describe('compiler properties (fast-check)', () => {
   it('replies pass, and nothing but the first packet decides: open/refused/dropped follows the first verdict', () => {
     fc.assert(
       fc.property(policyInput, fc.array(packet, { minLength: 1, maxLength: 10 }), fc.boolean(), fc.boolean(), (input, packets, listening, host) => {
-        const compiled = compilePolicy(input);
-        const filters = filtersOf(compiled);
-        for (const r of compiled.vms.values()) {
-          if (!r.ok) continue;
-          const root = r.filter.filter.name;
+        for (const { root, filters } of compiledVms(input)) {
           for (const p of packets) {
             const remoteIsHost = host && p.direction === 'out';
             const first = evaluate(root, filters, { ...p, local: '10.1.1.1', remoteIsHost });
