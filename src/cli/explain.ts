@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import {
   EPHEMERAL_PORT,
+  UNKNOWN_ADDRESS,
   evaluate,
   explainConnection,
   iptablesText,
@@ -16,8 +17,7 @@ import { UsageError } from './usage-error.js';
 export const EXPLAIN_USAGE =
   'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <tcp|udp|sctp|icmp> [port] [from|to <ip>] [sport <n>] [host]" [--closed] [--json]';
 
-/** A documentation address stands in for the VM's own when its VMFilter names none. */
-const UNKNOWN_VM_ADDRESS = { 4: '192.0.2.254', 6: '2001:db8::fe' } as const;
+/** A documentation address stands in for the remote side when --packet names none. */
 const UNKNOWN_REMOTE = { 4: '192.0.2.1', 6: '2001:db8::1' } as const;
 
 function describeRule(rule: NwRule): string {
@@ -91,7 +91,7 @@ export function runExplain(argv: string[], out: NodeJS.WritableStream): number {
   if (!vm) throw new UsageError(`VMFilter "${values.vm}" not found in the input`);
   if (!vm.ok) throw new UsageError(vm.diagnostics.map(formatDiagnostic).join('\n'));
   const family = packet.family ?? 4;
-  const local = vm.spec.parameters?.ip?.find((ip) => ip.includes(':') === (family === 6)) ?? UNKNOWN_VM_ADDRESS[family];
+  const local = vm.spec.parameters?.ip?.find((ip) => ip.includes(':') === (family === 6)) ?? UNKNOWN_ADDRESS[family];
   const remote = packet.remote ?? UNKNOWN_REMOTE[family];
   const filters = new Map<string, NwFilter>([...compiled.filters].map(([n, f]) => [n, f.filter]));
   const root = vm.filter.filter.name;

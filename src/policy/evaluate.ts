@@ -171,6 +171,22 @@ function echoTypes(family: Family): { request: number; reply: number; unreachabl
   return family === 4 ? { request: 8, reply: 0, unreachable: 3 } : { request: 128, reply: 129, unreachable: 1 };
 }
 
+/** A packet the connection's initiator sends (original direction), without chain and family. */
+function initiatorPacket(q: ConnectionQuery, ctstate: CtState): Omit<KernelPacket, 'chain' | 'family'> {
+  const vmStarts = q.direction === 'out';
+  const icmp = q.protocol === 'icmp';
+  return {
+    protocol: icmp && q.family === 6 ? 'icmpv6' : q.protocol,
+    src: vmStarts ? q.vmAddress : q.remoteAddress,
+    dst: vmStarts ? q.remoteAddress : q.vmAddress,
+    ...(icmp
+      ? { icmpType: echoTypes(q.family).request }
+      : { sport: q.sourcePort ?? EPHEMERAL_PORT, ...(q.port !== undefined ? { dport: q.port } : {}) }),
+    ctstate,
+    ctdir: 'ORIGINAL',
+  };
+}
+
 /**
  * The packets of one connection attempt and what libvirt's chains do with each, in order:
  * the first packet (NEW, original direction); if nothing listens, the RST (TCP) or the ICMP port
@@ -179,13 +195,10 @@ function echoTypes(family: Family): { request: number; reply: number; unreachabl
  * Outcome as a client sees it: open, refused (RST / ICMP error / REJECT) or dropped (silence).
  */
 export function evaluateConnection(instances: readonly RuleInstance[], q: ConnectionQuery, unevaluated: string[] = []): ConnectionResult {
-  const l4: L4 = q.protocol === 'icmp' && q.family === 6 ? 'icmpv6' : q.protocol;
   const icmp = echoTypes(q.family);
   const vmStarts = q.direction === 'out';
   const initiator = vmStarts ? q.vmAddress : q.remoteAddress;
   const responder = vmStarts ? q.remoteAddress : q.vmAddress;
-  const sport = q.protocol === 'icmp' ? undefined : (q.sourcePort ?? EPHEMERAL_PORT);
-  const dport = q.protocol === 'icmp' ? undefined : q.port;
   // Chains: packets from the VM go through FI (forwarded) or HI (to the host); packets to the VM
   // through FO, except the host's own, which leave through OUTPUT and meet no libvirt chain.
   const fromVm: Chain = q.remoteIsHost ? 'HI' : 'FI';
@@ -205,26 +218,21 @@ export function evaluateConnection(instances: readonly RuleInstance[], q: Connec
     return decision;
   };
   const done = (outcome: Outcome): ConnectionResult => ({ outcome, steps, unevaluated });
-  const original = (ctstate: CtState): Omit<KernelPacket, 'chain' | 'family'> => ({
-    protocol: l4,
-    src: initiator,
-    dst: responder,
-    ...(sport !== undefined ? { sport } : {}),
-    ...(dport !== undefined ? { dport } : {}),
-    ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: icmp.request } : {}),
-    ctstate,
-    ctdir: 'ORIGINAL',
-  });
-  const reply = (): Omit<KernelPacket, 'chain' | 'family'> => ({
-    protocol: l4,
-    src: responder,
-    dst: initiator,
-    ...(dport !== undefined ? { sport: dport } : {}),
-    ...(sport !== undefined ? { dport: sport } : {}),
-    ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: icmp.reply } : {}),
-    ctstate: 'ESTABLISHED',
-    ctdir: 'REPLY',
-  });
+  const original = (ctstate: CtState): Omit<KernelPacket, 'chain' | 'family'> => initiatorPacket(q, ctstate);
+  // The responder's answer: the initiator's packet mirrored.
+  const reply = (): Omit<KernelPacket, 'chain' | 'family'> => {
+    const sent = original('ESTABLISHED');
+    return {
+      protocol: sent.protocol,
+      src: sent.dst,
+      dst: sent.src,
+      ...(sent.dport !== undefined ? { sport: sent.dport } : {}),
+      ...(sent.sport !== undefined ? { dport: sent.sport } : {}),
+      ...(sent.icmpType !== undefined ? { icmpType: icmp.reply } : {}),
+      ctstate: 'ESTABLISHED',
+      ctdir: 'REPLY',
+    };
+  };
 
   const first = pass('first packet (NEW)', forwardChain, original('NEW'));
   if (first?.verdict === 'drop') return done('dropped');
@@ -298,7 +306,7 @@ export interface Decision {
 }
 
 /** Documentation addresses stand in for unknown ones: they fall in no CIDR a test or user writes. */
-const UNKNOWN_ADDRESS: Record<Family, string> = { 4: '192.0.2.254', 6: '2001:db8::fe' };
+export const UNKNOWN_ADDRESS: Record<Family, string> = { 4: '192.0.2.254', 6: '2001:db8::fe' };
 
 /**
  * What libvirt's chains do with the first packet (conntrack NEW, original direction) of a
@@ -308,20 +316,16 @@ const UNKNOWN_ADDRESS: Record<Family, string> = { 4: '192.0.2.254', 6: '2001:db8
 export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, packet: Packet): Decision {
   const { instances, unevaluated } = instantiateTree(root, filters);
   const family = packet.family ?? 4;
-  const local = packet.local ?? UNKNOWN_ADDRESS[family];
-  const remote = packet.remote ?? UNKNOWN_ADDRESS[family];
   const chain: Chain = packet.direction === 'in' ? 'FO' : packet.remoteIsHost ? 'HI' : 'FI';
-  const protocol: L4 = packet.protocol === 'icmp' && family === 6 ? 'icmpv6' : packet.protocol;
-  const kp: KernelPacket = {
+  const query: ConnectionQuery = {
+    direction: packet.direction,
+    protocol: packet.protocol,
     family,
-    chain,
-    protocol,
-    src: packet.direction === 'in' ? remote : local,
-    dst: packet.direction === 'in' ? local : remote,
-    ...(packet.protocol === 'icmp' ? { icmpType: family === 4 ? 8 : 128 } : { sport: EPHEMERAL_PORT, ...(packet.port !== undefined ? { dport: packet.port } : {}) }),
-    ctstate: 'NEW',
-    ctdir: 'ORIGINAL',
+    ...(packet.port !== undefined ? { port: packet.port } : {}),
+    vmAddress: packet.local ?? UNKNOWN_ADDRESS[family],
+    remoteAddress: packet.remote ?? UNKNOWN_ADDRESS[family],
   };
+  const kp: KernelPacket = { ...initiatorPacket(query, 'NEW'), chain, family };
   const d = evaluateChain(instances, kp);
   return {
     verdict: d.verdict,
