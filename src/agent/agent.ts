@@ -31,9 +31,6 @@ export interface AgentOptions {
   metrics: Metrics;
   resyncMs: number;
   concurrency: number;
-  /** Classifies libvirt errors (typed errors of src/libvirt). */
-  isInUse: (err: unknown) => boolean;
-  isNotFound: (err: unknown) => boolean;
 }
 
 const GC_KEY = '#gc';
@@ -365,8 +362,8 @@ export class Agent {
         await this.filters.undefine(name);
         this.log.info({ filter: name }, 'removed orphaned filter');
       } catch (err) {
-        if (this.o.isInUse(err)) this.log.warn({ filter: name }, 'orphaned filter still in use; will retry at the next resync');
-        else if (!this.o.isNotFound(err)) throw err;
+        if (this.o.libvirt.classify(err) === 'in-use') this.log.warn({ filter: name }, 'orphaned filter still in use; will retry at the next resync');
+        else if (this.o.libvirt.classify(err) !== 'not-found') throw err;
       }
     }
     this.o.metrics.managedFilters.set(inLibvirt.length - orphans.length);

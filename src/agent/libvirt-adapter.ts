@@ -1,10 +1,31 @@
 import type { Logger } from 'pino';
-import { LibvirtClient, isInUse, isNotFound, type DomainRef } from '../libvirt/index.js';
+import {
+  LibvirtClient,
+  LibvirtTimeoutError,
+  isDisconnected,
+  isInUse,
+  isInvalidXml,
+  isLoop,
+  isNotFound,
+  isUuidMismatch,
+  type DomainRef,
+} from '../libvirt/index.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { AgentLibvirt, DomainEventKind } from './libvirt-port.js';
+import type { AgentLibvirt, DomainEventKind, LibvirtErrorKind } from './libvirt-port.js';
+
+const EVENT_KINDS: readonly DomainEventKind[] = ['defined', 'undefined', 'started', 'stopped', 'migrated', 'device-added', 'device-removed'];
+
+/** Maps the RPC client's typed errors onto what the agent acts on. */
+export function classifyLibvirtError(err: unknown): LibvirtErrorKind {
+  if (isDisconnected(err) || err instanceof LibvirtTimeoutError) return 'disconnected';
+  if (isNotFound(err)) return 'not-found';
+  if (isInUse(err)) return 'in-use';
+  if (isInvalidXml(err) || isLoop(err) || isUuidMismatch(err)) return 'invalid';
+  return 'other';
+}
 
 /** The agent's view of libvirt on top of the RPC client, with call latency and connection metrics. */
-export async function connectAgentLibvirt(o: { socketPath: string; uri: string; log: Logger; metrics: Metrics }): Promise<AgentLibvirt & { isInUse: (e: unknown) => boolean; isNotFound: (e: unknown) => boolean }> {
+export async function connectAgentLibvirt(o: { socketPath: string; uri: string; log: Logger; metrics: Metrics }): Promise<AgentLibvirt> {
   const client = new LibvirtClient({
     socketPath: o.socketPath,
     uri: o.uri,
@@ -27,15 +48,14 @@ export async function connectAgentLibvirt(o: { socketPath: string; uri: string; 
     updateDevice: async (uuid, xml, target) => client.updateDevice(await ref(uuid), xml, target),
     onDomainEvent: (handler) => {
       client.on('domain-event', (e: { domain: DomainRef; event: string }) => {
-        const kind = (['defined', 'undefined', 'started', 'stopped', 'migrated'].includes(e.event) ? e.event : 'other') as DomainEventKind;
+        const kind = (EVENT_KINDS as readonly string[]).includes(e.event) ? (e.event as DomainEventKind) : 'other';
         handler({ uuid: e.domain.uuid, name: e.domain.name, kind });
       });
-      // After a reconnect, events may have been missed: report a synthetic change for everything.
-      client.on('connected', () => handler({ uuid: '', name: '', kind: 'other' }));
+      // After a reconnect, events may have been missed while disconnected.
+      client.on('connected', () => handler({ uuid: '', name: '', kind: 'reconnected' }));
     },
     isConnected: () => client.connected,
+    classify: classifyLibvirtError,
     close: () => client.close(),
-    isInUse,
-    isNotFound,
   };
 }

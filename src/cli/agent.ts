@@ -27,8 +27,6 @@ export async function runAgent(argv: string[]): Promise<number> {
     metrics,
     resyncMs: config.resyncPeriod,
     concurrency: config.concurrency,
-    isInUse: libvirt.isInUse,
-    isNotFound: libvirt.isNotFound,
   });
   const probe = { healthy: () => !shutdown.stopping, ready: () => agent.synced && libvirt.isConnected() };
   await startProbeServers(config, metrics.registry, probe, log, shutdown);
