@@ -1,146 +1,180 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { Condition, VMFilter } from '../api/index.js';
-import { CONDITION, REASON } from '../controller/status.js';
-import {
-  StatusWriter,
-  WorkQueue,
-  instrumentedQueue,
-  allSynced,
-  createPolicyInformers,
-  findCondition,
-  parseObject,
-  typedList,
-  type PolicyInformers,
-  setCondition,
-  type KindName,
-  type KubeClients,
-} from '../kube/index.js';
-import { PolicyIndex, isManagedFilterName, vmFilterName, type InterfaceBinding, type VmCompiled } from '../policy/index.js';
+import type { VMFilter } from '../api/index.js';
+import { instrumentedQueue, type HandlerResult, type WorkQueue } from '../kube/index.js';
+import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName, type VmCompiled } from '../policy/index.js';
+import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
-import { FilterStore } from './filter-store.js';
-import { domainInterfaces, interfaceXmlWithBinding, sameBinding } from './interfaces.js';
-import type { AgentLibvirt, DomainInfo } from './libvirt-port.js';
-import { filterRefsOf } from './refs.js';
+import { decide, type Decision, type DecisionContext } from './desired-state.js';
+import { DomainCache } from './domain-cache.js';
+import { KubernetesError, RealizeError } from './errors.js';
+import { GarbageCollector } from './garbage-collector.js';
+import type { AgentLibvirt, DomainEvent, DomainInfo } from './libvirt-port.js';
+import type { PolicySource } from './policy-source.js';
+import { Realizer, type BindResult } from './realizer.js';
+import { AGENT_REASON, StatusReporter, type AppliedReport, type StatusSink, type StatusTarget } from './status-reporter.js';
+
+export { AGENT_REASON } from './status-reporter.js';
 
 export interface AgentOptions {
   nodeName: string;
-  clients: KubeClients;
+  source: PolicySource;
+  status: StatusSink;
   libvirt: AgentLibvirt;
   log: Logger;
   metrics: Metrics;
   resyncMs: number;
   concurrency: number;
+  /** Quarantine domains whose VMFilter cannot be compiled and that nothing of ours protects yet. */
+  quarantine: boolean;
+  /** Delay before a garbage collection after something was removed (coalesces bursts). */
+  gcDelayMs?: number;
 }
 
 const GC_KEY = '#gc';
+const RETRY = { baseMs: 500, maxMs: 30_000 };
 
-/** Agent-owned reasons of the Applied condition (docs/status.md). */
-export const AGENT_REASON = {
-  applied: 'Applied',
-  domainNotFound: 'DomainNotFound',
-  compileFailed: 'CompileFailed',
-  libvirtError: 'LibvirtError',
-  removed: REASON.removed,
-  invalidSpec: REASON.invalidSpec,
-} as const;
+type Protect = Extract<Decision, { kind: 'protect' }>;
 
 /**
- * The node agent: compiles the policies of the VMs on its node, defines their filters in libvirt
- * (only what changed, referenced filters first), attaches each VM's root filter to its interfaces,
- * repairs drift, removes orphans and reports `Applied` on each VMFilter.
+ * The node agent. Its parts, each on its own: the policy source (what Kubernetes wants), the
+ * domain cache (what libvirt has), the desired state (decide(): what to do about one VMFilter),
+ * the realizer (owns what is in libvirt), the garbage collector, and the status reporter. This
+ * class wires them: events and resyncs become work-queue keys, and each key runs decide -> realize
+ * -> report. The invariant it keeps (docs/architecture.md): an interface that carries a filter of
+ * ours keeps carrying one, at least as strict as the last one applied, until the user asks
+ * otherwise (deletes the VMFilter or deselects the interface).
  */
 export class Agent {
-  private readonly informers: PolicyInformers;
   private readonly queue: WorkQueue;
   private readonly index: PolicyIndex;
-  private readonly filters: FilterStore;
-  private readonly status: StatusWriter;
+  private readonly domains: DomainCache;
+  private readonly realizer: Realizer;
+  private readonly gc: GarbageCollector;
+  private readonly reporter: StatusReporter;
+  private readonly decision: DecisionContext;
   private readonly log: Logger;
-  private domains = new Map<string, DomainInfo>();
-  private domainsByName = new Map<string, DomainInfo>();
-  /** VMFilter name -> filters its last successful apply defined on this node (kept while it cannot be compiled). */
-  private readonly appliedTrees = new Map<string, string[]>();
-  /** VMFilter name -> key of the last verified interface binding (hash, domain, state). */
-  private readonly attached = new Map<string, string>();
+  /** Last known state of each VMFilter, to undo its binding once the object is gone. */
+  private readonly lastSeen = new Map<string, KubernetesObject>();
+  /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
+  private readonly disconnectedRetries = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
   private resyncTimer: NodeJS.Timeout | undefined;
-  private domainRefresh: Promise<void> | undefined;
-  private domainsLoaded = false;
   private stopped = false;
 
   constructor(private readonly o: AgentOptions) {
     this.log = o.log;
-    this.informers = createPolicyInformers(o.clients, o.log, o.metrics);
-    this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
-    this.filters = new FilterStore(o.libvirt, o.metrics, o.log);
-    this.status = new StatusWriter(o.clients.custom, `nwfilter-operator-agent-${o.nodeName}`.slice(0, 128), (kind) => o.metrics.statusWrites.inc({ kind }));
-    this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcileVm(key)), o.concurrency, o.log, o.metrics);
+    this.domains = new DomainCache(o.libvirt);
+    this.realizer = new Realizer(o.libvirt, o.metrics, o.log);
+    this.reporter = new StatusReporter(o.nodeName, async (name, uid, fields) => {
+      await o.status(name, uid, fields);
+      o.metrics.statusWrites.inc({ kind: 'VMFilter' });
+    });
+    this.index = new PolicyIndex({ services: () => o.source.services(), departments: () => o.source.departments() });
+    this.decision = { nodeName: o.nodeName, domains: this.domains, vmFilters: () => o.source.vmFilters(), quarantine: o.quarantine };
+    this.gc = new GarbageCollector({
+      libvirt: o.libvirt,
+      realizer: this.realizer,
+      domains: this.domains,
+      vmFilters: () => o.source.vmFilters(),
+      decision: this.decision,
+      log: o.log,
+      metrics: o.metrics,
+    });
+    this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcile(key)), o.concurrency, o.log, o.metrics);
     this.wire();
   }
 
-  private typed<K extends KindName>(kind: K) {
-    return typedList(this.informers, kind);
+  private wire(): void {
+    this.o.source.onVmFilterChange((name, obj) => {
+      if (obj.metadata?.deletionTimestamp === undefined) this.lastSeen.set(name, obj);
+      this.queue.add(name);
+    });
+    this.o.source.onPolicyChange(() => {
+      this.index.invalidate();
+      this.enqueueAll();
+    });
+    this.o.libvirt.onDomainEvent((e) => this.onDomainEvent(e));
   }
 
-  private wire(): void {
-    this.informers.VMFilter.onChange((o) => this.queue.add(o.metadata!.name!));
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) {
-      this.informers[kind].onChange(() => {
-        this.index.invalidate();
-        this.enqueueAllVms();
-        this.queue.addAfter(GC_KEY, 1000);
-      });
+  private onDomainEvent(e: DomainEvent): void {
+    if (e.kind === 'reconnected') {
+      // Events may have been missed while disconnected.
+      this.resync();
+      return;
     }
-    this.o.libvirt.onDomainEvent((e) => {
-      if (!e.uuid) {
-        // (Re)connected: events may have been missed while disconnected.
-        this.resync();
-        return;
-      }
-      this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
-      this.refreshDomainsThen(() => {
-        for (const vm of this.informers.VMFilter.list()) {
-          const spec = (vm as VMFilter).spec;
-          if (spec?.domain?.name === e.name || spec?.domain?.uuid?.toLowerCase() === e.uuid.toLowerCase()) {
-            this.attached.delete(vm.metadata!.name!);
-            this.queue.add(vm.metadata!.name!);
-          }
+    this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
+    this.refreshDomains(() => {
+      for (const obj of this.o.source.vmFilters()) {
+        const ref = (obj as { spec?: { domain?: { name?: unknown; uuid?: unknown } } }).spec?.domain;
+        const byUuid = typeof ref?.uuid === 'string' && ref.uuid.toLowerCase() === e.uuid.toLowerCase();
+        if (byUuid || (typeof ref?.name === 'string' && ref.name === e.name)) {
+          this.realizer.forgetBinding(obj.metadata!.name!);
+          this.queue.add(obj.metadata!.name!);
         }
-      });
+      }
+      if (e.kind === 'undefined' || e.kind === 'migrated') this.scheduleGc();
     });
   }
 
-  private enqueueAllVms(): void {
-    for (const vm of this.informers.VMFilter.list()) this.queue.add(vm.metadata!.name!);
+  /**
+   * Refreshes the domain list, then runs `next`. A failed listing is retried with jittered backoff
+   * until it succeeds (or the agent stops): an event is never dropped because libvirt hiccuped.
+   */
+  private refreshDomains(next: () => void, backoff = new Backoff(RETRY)): void {
+    this.domains.refresh().then(next, (err: unknown) => {
+      if (this.stopped) return;
+      const delay = backoff.next();
+      this.o.metrics.errors.inc({ component: 'agent' });
+      this.log.warn({ err: String((err as Error)?.message ?? err), retryInMs: delay }, 'cannot list domains; retrying');
+      this.later(delay, () => this.refreshDomains(next, backoff));
+    });
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.stopped) fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private enqueueAll(): void {
+    for (const obj of this.o.source.vmFilters()) this.queue.add(obj.metadata!.name!);
+  }
+
+  private scheduleGc(): void {
+    this.queue.addAfter(GC_KEY, this.o.gcDelayMs ?? 1000);
   }
 
   get synced(): boolean {
-    return this.domainsLoaded && allSynced(this.informers);
+    return this.domains.loaded && this.o.source.synced();
   }
 
   async start(): Promise<void> {
     // libvirtd may not be up yet: keep trying (the agent is not ready meanwhile).
-    for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 10_000)) {
+    const backoff = new Backoff({ baseMs: 250, maxMs: 10_000 });
+    while (!this.stopped) {
       try {
-        await this.refreshDomains();
+        await this.domains.refresh();
         break;
       } catch (err) {
+        const delay = backoff.next();
         this.log.warn({ err: String((err as Error)?.message ?? err), retryInMs: delay }, 'cannot list domains yet');
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise<void>((r) => this.later(delay, r));
       }
     }
-    await Promise.all(Object.values(this.informers).map((i) => i.start()));
-    this.enqueueAllVms();
-    this.queue.addAfter(GC_KEY, 2000);
+    await this.o.source.start();
+    this.enqueueAll();
+    this.scheduleGc();
     this.resyncTimer = setInterval(() => this.resync(), this.o.resyncMs);
   }
 
   /** Re-verifies everything against libvirt: drift shows up as a mismatch and is repaired. */
   resync(): void {
-    this.filters.invalidate();
-    this.attached.clear();
-    this.refreshDomainsThen(() => {
-      this.enqueueAllVms();
+    this.realizer.invalidate();
+    this.refreshDomains(() => {
+      this.enqueueAll();
       this.queue.add(GC_KEY);
     });
   }
@@ -153,219 +187,221 @@ export class Agent {
     this.stopped = true;
     clearInterval(this.resyncTimer);
     this.resyncTimer = undefined;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     await this.queue.shutdown();
-    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    await this.o.source.stop();
   }
 
-  /** Refreshes the domain list, then runs `next`; a failure is logged and retried at the next resync. */
-  private refreshDomainsThen(next: () => void): void {
-    this.refreshDomains().then(next, (err: unknown) => {
-      this.o.metrics.errors.inc({ component: 'agent' });
-      this.log.warn({ err: String((err as Error)?.message ?? err) }, 'cannot list domains; retrying at the next resync');
-    });
+  private async collectGarbage(): Promise<void> {
+    // An unsynced cache would look like "no VMFilters" and remove everything.
+    if (!this.synced) {
+      this.scheduleGc();
+      return;
+    }
+    await this.gc.collect();
   }
 
-  private refreshDomains(): Promise<void> {
-    this.domainRefresh ??= (async () => {
-      try {
-        const list = await this.o.libvirt.listDomains();
-        this.domains = new Map(list.map((d) => [d.uuid.toLowerCase(), d]));
-        this.domainsByName = new Map(list.map((d) => [d.name, d]));
-        this.domainsLoaded = true;
-      } finally {
-        this.domainRefresh = undefined;
-      }
-    })();
-    return this.domainRefresh;
-  }
-
-  private domainOf(vm: VMFilter): DomainInfo | undefined {
-    const ref = vm.spec.domain;
-    return ref.uuid ? this.domains.get(ref.uuid.toLowerCase()) : this.domainsByName.get(ref.name!);
-  }
-
-  /** A VM is this node's when its spec names the node, or names no node and its domain is here. */
-  private isOurs(vm: VMFilter, domain: DomainInfo | undefined): boolean {
-    return vm.spec.nodeName ? vm.spec.nodeName === this.o.nodeName : domain !== undefined;
-  }
-
-  private async reconcileVm(name: string): Promise<void> {
-    const raw = this.informers.VMFilter.get(name);
+  private async reconcile(name: string): Promise<HandlerResult> {
     const end = this.o.metrics.reconcileDuration.startTimer({ kind: 'VMFilter' });
+    const raw = this.o.source.vmFilter(name);
     try {
-      if (!raw || raw.metadata?.deletionTimestamp) {
-        await this.remove(name, raw);
-      } else {
-        await this.apply(raw);
-      }
+      await this.realize(name, decide(raw, this.decision));
+      this.disconnectedRetries.delete(name);
       this.o.metrics.reconcileTotal.inc({ kind: 'VMFilter', result: 'success' });
+      return undefined;
     } catch (err) {
       this.o.metrics.reconcileTotal.inc({ kind: 'VMFilter', result: 'error' });
+      if (err instanceof RealizeError && err.transient) {
+        // libvirtd is unreachable: nothing is wrong with the VMFilter; retry quietly. The reconnect
+        // triggers a resync as well.
+        const attempt = (this.disconnectedRetries.get(name) ?? 0) + 1;
+        this.disconnectedRetries.set(name, attempt);
+        this.log.debug({ vmfilter: name, err: err.message }, 'libvirtd unreachable; will retry');
+        return { requeueAfterMs: backoffDelay(RETRY, attempt) };
+      }
       this.o.metrics.errors.inc({ component: 'agent' });
-      if (raw && !raw.metadata?.deletionTimestamp) await this.reportApplied(raw as VMFilter, 'False', AGENT_REASON.libvirtError, String((err as Error)?.message ?? err)).catch(() => undefined);
+      if (err instanceof RealizeError && raw && !raw.metadata?.deletionTimestamp) {
+        await this.reporter.report(raw, { status: 'False', reason: AGENT_REASON.libvirtError, message: `${err.message}; retrying with backoff.` }).catch(() => undefined);
+      }
       throw err;
     } finally {
       end();
     }
   }
 
-  private async apply(raw: KubernetesObject): Promise<void> {
-    const name = raw.metadata!.name!;
-    const parsed = parseObject('VMFilter', raw);
-    if (!parsed.ok) {
-      // Cannot tell whether it is ours; if we applied it before, keep its filter and say why.
-      if (this.appliedTrees.has(name)) await this.reportApplied(raw as VMFilter, 'False', AGENT_REASON.invalidSpec, `${parsed.field}: ${parsed.message}; the last applied filter stays in place.`);
-      return;
+  private async realize(name: string, d: Decision): Promise<void> {
+    switch (d.kind) {
+      case 'gone':
+        return this.removeDeleted(name);
+      case 'elsewhere':
+        return this.release(name, d);
+      case 'conflict':
+        this.queue.add(d.winner);
+        await this.report(d.vm, d.reportStatus, {
+          status: 'False',
+          reason: AGENT_REASON.conflict,
+          message: `VMFilter ${d.winner} (older) already protects domain ${d.domain.name}; this one is not applied. Delete one of them, or give both disjoint spec.interfaces.`,
+        });
+        return;
+      case 'unparseable':
+        return this.keepOrQuarantine(d.raw, d.domain, undefined, d.quarantine, d.reportStatus, `${d.field}: ${d.message}`, AGENT_REASON.invalidSpec);
+      case 'protect':
+        return this.protect(d);
     }
-    const vm = parsed.value;
-    const domain = this.domainOf(vm);
-    if (!this.isOurs(vm, domain)) {
-      if (this.appliedTrees.has(name) || (raw as VMFilter).status?.nodeName === this.o.nodeName) await this.remove(name, raw, /* handOver */ true);
-      return;
+  }
+
+  private async report(obj: StatusTarget, allowed: boolean, report: AppliedReport): Promise<void> {
+    if (allowed) await this.reporter.report(obj, report);
+  }
+
+  /** The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion"). */
+  private async removeDeleted(name: string): Promise<void> {
+    const last = this.lastSeen.get(name);
+    const filter = vmFilterName(name);
+    const domain = last ? this.domains.find((last as VMFilter).spec?.domain) : undefined;
+    if (domain) await this.realizer.unbind(filter, domain);
+    if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
+    this.lastSeen.delete(name);
+    this.realizer.forgetBinding(name);
+    this.index.forgetVm(name);
+    this.scheduleGc();
+  }
+
+  /** The VM is another node's and its domain is not here: hand over (remove what this node had). */
+  private async release(name: string, d: Extract<Decision, { kind: 'elsewhere' }>): Promise<void> {
+    const filter = vmFilterName(name);
+    this.realizer.forgetBinding(name);
+    if (await this.realizer.exists(filter)) {
+      if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a VM that left this node is still in use; kept');
+      this.scheduleGc();
     }
+    const where = d.vm.spec.nodeName ? `spec.nodeName is ${d.vm.spec.nodeName}` : 'no node is pinned';
+    await this.report(d.vm, d.reportStatus, {
+      status: 'False',
+      reason: AGENT_REASON.removed,
+      message: `Handed over: domain ${d.vm.spec.domain.name ?? d.vm.spec.domain.uuid} is not on node ${this.o.nodeName} (${where}); its filter was removed here.`,
+    });
+  }
+
+  private async protect(d: Protect): Promise<void> {
+    const { vm, domain } = d;
     const compiled = this.index.vm(vm);
     if (!compiled.ok) {
-      const e = compiled.diagnostics.find((d) => d.severity === 'error')!;
-      await this.reportApplied(vm, 'False', AGENT_REASON.compileFailed, `${e.reason}: ${e.message}. The last applied filter stays in place.`);
-      return;
+      const e = compiled.diagnostics.find((x) => x.severity === 'error')!;
+      const why = `${e.reason}: ${e.message}`;
+      if (!domain) {
+        await this.report(vm, d.reportStatus, { status: 'False', reason: AGENT_REASON.compileFailed, message: `${why}. The domain is not on node ${this.o.nodeName} yet.` });
+        return;
+      }
+      return this.keepOrQuarantine(vm, domain, selectionOf(vm), d.quarantine, d.reportStatus, why, AGENT_REASON.compileFailed);
     }
-    // Referenced filters first: a filterref to a missing filter would fail when the VM starts.
-    for (const f of compiled.treeFilters) await this.filters.ensure(f.filter.name, f.xml);
-    this.appliedTrees.set(name, compiled.tree);
-    this.o.metrics.managedFilters.set(this.filters.size);
+    try {
+      if ((await this.realizer.ensureTree(compiled.treeFilters)) > 0) this.scheduleGc();
+    } catch (err) {
+      if (err instanceof RealizeError && err.terminal) {
+        await this.report(vm, d.reportStatus, { status: 'False', reason: AGENT_REASON.invalidFilter, message: `libvirt refused the filter: ${err.message}. The last applied filter stays in place; fix the policy.` });
+        return;
+      }
+      throw err;
+    }
+    const realized = { hash: compiled.hash, generation: vm.metadata.generation };
     if (!domain) {
-      await this.reportApplied(vm, 'False', AGENT_REASON.domainNotFound, `Filters are defined; domain ${vm.spec.domain.name ?? vm.spec.domain.uuid} does not exist on node ${this.o.nodeName} yet.`, compiled);
+      await this.report(vm, d.reportStatus, {
+        status: 'False',
+        reason: AGENT_REASON.domainNotFound,
+        message: `Filters are defined on node ${this.o.nodeName}; domain ${vm.spec.domain.name ?? vm.spec.domain.uuid} does not exist here yet (they attach when it arrives, by migration too).`,
+        realized,
+      });
       return;
     }
-    const bound = await this.attach(vm, domain, compiled);
-    await this.reportApplied(vm, 'True', AGENT_REASON.applied, `${compiled.filter.filter.name} on ${bound} interface(s) of domain ${domain.name}.`, compiled);
+    const result = await this.bindCompiled(vm, domain, compiled);
+    await this.report(vm, d.reportStatus, { ...this.describeBinding(vm, domain, compiled, result, d.pinnedTo), realized });
   }
 
-  /** Puts the VM's filterref on the selected interfaces; returns how many carry it. */
-  private async attach(vm: VMFilter, domain: DomainInfo, compiled: VmCompiled): Promise<number> {
-    // The binding's parameters are not in the hash (it covers the filters only): a change of
-    // spec.parameters alone must still reach the interfaces.
-    const key = `${compiled.hash}/${JSON.stringify(compiled.binding)}/${domain.uuid}/${domain.active}/${(vm.spec.interfaces ?? []).join(',')}`;
-    const cached = this.attached.get(vm.metadata.name);
-    if (cached?.startsWith(key + '#')) return Number(cached.split('#')[1]);
-    const binding: InterfaceBinding = compiled.binding;
-    const selected = (macs: (string | undefined)[]) => (mac: string | undefined) => !vm.spec.interfaces?.length || (mac !== undefined && macs.includes(mac));
-    const wanted = selected((vm.spec.interfaces ?? []).map((m) => m.toLowerCase()));
-    // Persistent definition first, then the running instance: each is updated only where it differs.
-    let count = 0;
-    for (const t of this.targetsOf(domain)) {
-      const ifaces = domainInterfaces(await this.o.libvirt.domainXml(domain.uuid, t.inactive)).filter((i) => wanted(i.mac));
-      count = ifaces.length;
-      for (const iface of ifaces) {
-        if (sameBinding(iface.filterref, binding)) continue;
-        if (iface.filterref && isManagedFilterName(iface.filterref.filter) && iface.filterref.filter === binding.filter) {
-          this.o.metrics.driftRepairs.inc({ what: 'binding' });
-        }
-        await this.o.libvirt.updateDevice(domain.uuid, interfaceXmlWithBinding(iface, binding), { live: t.live, config: t.config });
-        this.o.metrics.libvirtWrites.inc({ op: 'update-device' });
-        this.log.info({ vmfilter: vm.metadata.name, domain: domain.name, mac: iface.mac, live: t.live }, 'attached filter');
-      }
+  private bindCompiled(vm: VMFilter, domain: DomainInfo, compiled: VmCompiled): Promise<BindResult> {
+    const selection = selectionOf(vm);
+    // The binding's parameters are not in the hash (it covers the filters only).
+    const key = `${compiled.hash}/${JSON.stringify(compiled.binding)}/${[...(selection ?? [])].join(',')}`;
+    return this.realizer.bind(vm.metadata.name, domain, compiled.binding, selection, key);
+  }
+
+  private describeBinding(vm: VMFilter, domain: DomainInfo, compiled: VmCompiled, r: BindResult, pinnedTo: string | undefined): Omit<AppliedReport, 'realized'> {
+    const filter = compiled.filter.filter.name;
+    const foreign = r.foreign.map((f) => `${f.mac ?? '?'} (${f.filter})`).join(', ');
+    if (r.protectedCount === 0 && r.foreign.length === 0) {
+      const what = vm.spec.interfaces?.length ? `no interface matches spec.interfaces (${vm.spec.interfaces.join(', ')})` : 'it has no interfaces';
+      return { status: 'False', reason: AGENT_REASON.noInterfaces, message: `Nothing is protected: ${what} on domain ${domain.name}. The filters are defined.` };
     }
-    this.attached.set(vm.metadata.name, `${key}#${count}`);
-    return count;
-  }
-
-  /** Where a domain's interfaces live: its persistent definition and/or its running instance. */
-  private targetsOf(domain: DomainInfo): { live: boolean; config: boolean; inactive: boolean }[] {
-    return [
-      ...(domain.persistent ? [{ live: false, config: true, inactive: true }] : []),
-      ...(domain.active ? [{ live: true, config: false, inactive: false }] : []),
-    ];
-  }
-
-  /** Removes the filterref to `filter` from every interface of the domain that carries it. */
-  private async detach(filter: string, domain: DomainInfo): Promise<void> {
-    for (const t of this.targetsOf(domain)) {
-      for (const iface of domainInterfaces(await this.o.libvirt.domainXml(domain.uuid, t.inactive))) {
-        if (iface.filterref?.filter !== filter) continue;
-        await this.o.libvirt.updateDevice(domain.uuid, interfaceXmlWithBinding(iface, undefined), { live: t.live, config: t.config });
-        this.o.metrics.libvirtWrites.inc({ op: 'update-device' });
-        this.log.info({ filter, domain: domain.name, mac: iface.mac, live: t.live }, 'detached filter');
-      }
+    if (r.foreign.length > 0) {
+      return {
+        status: 'False',
+        reason: AGENT_REASON.foreignFilter,
+        message: `${filter} on ${r.protectedCount} interface(s) of domain ${domain.name}; left alone: ${foreign}, which carry a filter the operator does not manage. Remove that <filterref> (spec.department's cleanTraffic gives clean-traffic inside our tree) or deselect them.`,
+      };
     }
-  }
-
-  private async remove(name: string, raw: KubernetesObject | undefined, handOver = false): Promise<void> {
-    const vm = raw as VMFilter | undefined;
-    const ref = vm?.spec?.domain;
-    const domain = ref ? (ref.uuid ? this.domains.get(ref.uuid.toLowerCase()) : this.domainsByName.get(ref.name ?? '')) : undefined;
-    const wasOurs = this.appliedTrees.has(name) || vm?.status?.nodeName === this.o.nodeName || (vm ? this.isOurs(vm, domain) : false);
-    if (!wasOurs) return;
-    const filterName = vmFilterName(name);
-    if (domain) await this.detach(filterName, domain);
-    if ((await this.o.libvirt.filterXml(filterName)) !== undefined) await this.filters.undefine(filterName);
-    this.appliedTrees.delete(name);
-    this.attached.delete(name);
-    this.queue.addAfter(GC_KEY, 500);
-    if (vm && (vm.metadata.deletionTimestamp || handOver)) {
-      await this.writeStatus(vm, {
-        nodeName: this.o.nodeName,
-        conditions: this.appliedCondition(vm, 'False', AGENT_REASON.removed, handOver ? `Handed over: the VM is no longer on node ${this.o.nodeName}.` : `Detached and undefined on node ${this.o.nodeName}.`),
-      });
+    if (pinnedTo && pinnedTo !== this.o.nodeName) {
+      return {
+        status: 'False',
+        reason: AGENT_REASON.nodeMismatch,
+        message: `spec.nodeName is ${pinnedTo}, but domain ${domain.name} is still on node ${this.o.nodeName}: ${filter} stays on its ${r.protectedCount} interface(s) here until the domain leaves (migration completes or it is undefined).`,
+      };
     }
-  }
-
-  private appliedCondition(vm: VMFilter, status: 'True' | 'False', reason: string, message: string): Condition[] {
-    const prev = findCondition(vm.status?.conditions, CONDITION.applied);
-    return setCondition(prev ? [prev] : [], { type: CONDITION.applied, status, reason, message }, vm.metadata.generation, new Date());
-  }
-
-  private async reportApplied(vm: VMFilter, status: 'True' | 'False', reason: string, message: string, compiled?: VmCompiled): Promise<void> {
-    const fields: Record<string, unknown> = { nodeName: this.o.nodeName, conditions: this.appliedCondition(vm, status, reason, message) };
-    // appliedHash/appliedGeneration describe what is in libvirt: keep the previous values on failure.
-    const hash = compiled && (status === 'True' || reason === AGENT_REASON.domainNotFound) ? compiled.hash : vm.status?.appliedHash;
-    const generation = compiled && (status === 'True' || reason === AGENT_REASON.domainNotFound) ? vm.metadata.generation : vm.status?.appliedGeneration;
-    if (hash) fields.appliedHash = hash;
-    if (generation !== undefined) fields.appliedGeneration = generation;
-    await this.writeStatus(vm, fields);
-  }
-
-  private async writeStatus(vm: VMFilter, fields: Record<string, unknown>): Promise<void> {
-    await this.status.write('VMFilter', vm.metadata.name, vm.metadata.uid, fields);
+    return { status: 'True', reason: AGENT_REASON.applied, message: `${filter} on ${r.protectedCount} interface(s) of domain ${domain.name}.` };
   }
 
   /**
-   * Undefines managed filters that nothing on this node needs any more. Roots are the VM filters
-   * of VMFilters that exist and are this node's (whether or not they compile now: a VM that cannot
-   * be compiled keeps its last filter); everything they reference in libvirt is kept too.
+   * The VMFilter cannot be compiled (or parsed). A domain that carries our filter keeps it (the
+   * last applied policy); a domain that carries none gets the quarantine filter unless disabled.
    */
-  private async collectGarbage(): Promise<void> {
-    if (!this.synced) return; // an unsynced cache would look like "no VMs" and delete everything
-    const inLibvirt = (await this.o.libvirt.listFilters()).map((f) => f.name).filter(isManagedFilterName);
-    const roots = new Set<string>();
-    for (const vm of this.typed('VMFilter')) {
-      if (vm.metadata.deletionTimestamp) continue;
-      if (this.isOurs(vm, this.domainOf(vm))) roots.add(vmFilterName(vm.metadata.name));
+  private async keepOrQuarantine(
+    obj: StatusTarget,
+    domain: DomainInfo | undefined,
+    selection: ReadonlySet<string> | undefined,
+    quarantine: boolean,
+    reportStatus: boolean,
+    why: string,
+    reason: string,
+  ): Promise<void> {
+    const name = obj.metadata!.name!;
+    const filter = vmFilterName(name);
+    if (!domain) {
+      await this.report(obj, reportStatus, { status: 'False', reason, message: `${why}. The last applied filter (if any) stays in place.` });
+      return;
     }
-    for (const tree of this.appliedTrees.values()) tree.forEach((n) => roots.add(n));
-    const keep = new Set<string>();
-    const visit = async (name: string): Promise<void> => {
-      if (keep.has(name)) return;
-      keep.add(name);
-      const xml = await this.o.libvirt.filterXml(name);
-      if (xml) for (const ref of filterRefsOf(xml)) await visit(ref);
-    };
-    for (const r of roots) if (inLibvirt.includes(r)) await visit(r);
-    const orphans = inLibvirt.filter((n) => !keep.has(n));
-    // VM filters first (after detaching), then what they referenced, so undefine never hits "in use".
-    orphans.sort((a, b) => Number(b.startsWith('nwf-vm-')) - Number(a.startsWith('nwf-vm-')) || Number(a === 'nwf-global') - Number(b === 'nwf-global'));
-    for (const name of orphans) {
-      try {
-        if (name.startsWith('nwf-vm-')) {
-          for (const d of this.domains.values()) await this.detach(name, d);
-        }
-        await this.filters.undefine(name);
-        this.log.info({ filter: name }, 'removed orphaned filter');
-      } catch (err) {
-        if (this.o.libvirt.classify(err) === 'in-use') this.log.warn({ filter: name }, 'orphaned filter still in use; will retry at the next resync');
-        else if (this.o.libvirt.classify(err) !== 'not-found') throw err;
-      }
+    const kept = await this.realizer.carrying(domain, filter);
+    if (kept) {
+      // Interfaces added since (hot-plug) get the same filter: nothing of the domain stays open.
+      await this.realizer.bind(name, domain, kept, selection, `keep/${JSON.stringify(kept)}/${[...(selection ?? [])].join(',')}`);
+      const quarantined = await this.isQuarantine(name);
+      await this.report(obj, reportStatus, {
+        status: 'False',
+        reason: quarantined ? AGENT_REASON.quarantined : reason,
+        message: quarantined ? `${why}. Domain ${domain.name} stays quarantined (all IP traffic dropped) until the VMFilter compiles.` : `${why}. The last applied filter stays in place.`,
+      });
+      return;
     }
-    this.o.metrics.managedFilters.set(inLibvirt.length - orphans.length);
+    if (!quarantine) {
+      await this.report(obj, reportStatus, { status: 'False', reason, message: `${why}. Domain ${domain.name} is NOT protected: quarantine is disabled for it.` });
+      return;
+    }
+    const q = quarantineFilter(name);
+    await this.realizer.ensureTree([q]);
+    const r = await this.realizer.bind(name, domain, { filter, parameters: [] }, selection, `quarantine/${[...(selection ?? [])].join(',')}`);
+    this.log.warn({ vmfilter: name, domain: domain.name, why }, 'quarantined domain: its VMFilter cannot be compiled');
+    await this.report(obj, reportStatus, {
+      status: 'False',
+      reason: AGENT_REASON.quarantined,
+      message: `${why}. Domain ${domain.name} is quarantined on ${r.protectedCount} interface(s) (all IP traffic dropped) until the VMFilter compiles.`,
+    });
   }
+
+  private async isQuarantine(name: string): Promise<boolean> {
+    const xml = await this.o.libvirt.filterXml(vmFilterName(name)).catch(() => undefined);
+    return xml !== undefined && sha256Hex(canonicalFilter(xml)) === sha256Hex(canonicalFilter(quarantineFilter(name).xml));
+  }
+}
+
+function selectionOf(vm: VMFilter): ReadonlySet<string> | undefined {
+  return vm.spec.interfaces?.length ? new Set(vm.spec.interfaces.map((m) => m.toLowerCase())) : undefined;
 }

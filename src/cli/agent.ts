@@ -1,6 +1,7 @@
 import { Agent } from '../agent/agent.js';
 import { connectAgentLibvirt } from '../agent/libvirt-adapter.js';
-import { loadKubeConfig, makeClients } from '../kube/index.js';
+import { InformerPolicySource } from '../agent/policy-source.js';
+import { StatusWriter, loadKubeConfig, makeClients } from '../kube/index.js';
 import { AgentConfig, agentFallbacks, loadConfig } from '../runtime/config.js';
 import { startProbeServers } from '../runtime/http-server.js';
 import { createLogger } from '../runtime/logger.js';
@@ -19,9 +20,16 @@ export async function runAgent(argv: string[]): Promise<number> {
   const libvirt = await connectAgentLibvirt({ socketPath: config.libvirtSocket, uri: config.libvirtUri, log, metrics });
   shutdown.add('libvirt', () => libvirt.close());
   const clients = makeClients(loadKubeConfig(config.kubeconfig));
+  const writer = new StatusWriter(clients.custom, `nwfilter-operator-agent-${config.nodeName}`.slice(0, 128));
   const agent = new Agent({
     nodeName: config.nodeName,
-    clients,
+    source: new InformerPolicySource(clients, log, metrics),
+    // The reporter compares with the object's current status, so the writer's own memory is bypassed.
+    status: (name, uid, fields) => {
+      writer.forget('VMFilter', name, uid);
+      return writer.write('VMFilter', name, uid, fields);
+    },
+    quarantine: config.quarantine,
     libvirt,
     log,
     metrics,

@@ -10,3 +10,4 @@ export * from './evaluate.js';
 export * from './index-cache.js';
 export * from './canonical.js';
 export * from './instantiate.js';
+export * from './quarantine.js';

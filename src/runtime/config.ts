@@ -47,6 +47,9 @@ export const AgentConfig = z.object({
   healthAddr: Addr.default(':9091'),
   resyncPeriod: Duration.prefault('5m'),
   concurrency: z.coerce.number().int().min(1).max(64).default(4),
+  // A domain whose VMFilter cannot be compiled and that carries no filter of ours yet gets a
+  // drop-all filter until it compiles (docs/status.md, Quarantined).
+  quarantine: Bool.prefault(true),
   logLevel: LogLevel.default('info'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
