@@ -87,7 +87,7 @@ export class Agent {
 
   private wire(): void {
     this.o.source.onVmFilterChange((name, obj) => {
-      if (obj.metadata?.deletionTimestamp === undefined) this.lastSeen.set(name, obj);
+      this.lastSeen.set(name, obj);
       this.queue.add(name);
     });
     this.o.source.onPolicyChange(() => {
@@ -233,7 +233,11 @@ export class Agent {
   private async realize(name: string, d: Decision): Promise<void> {
     switch (d.kind) {
       case 'gone':
-        return this.removeDeleted(name);
+        return this.removeDeleted(name, this.lastSeen.get(name), undefined);
+      case 'deleting':
+        await this.removeDeleted(name, d.raw, d.domain);
+        await this.report(d.raw, d.reportStatus, { status: 'False', reason: AGENT_REASON.removed, message: `Detached and undefined on node ${this.o.nodeName}.` });
+        return;
       case 'elsewhere':
         return this.release(name, d);
       case 'conflict':
@@ -256,10 +260,9 @@ export class Agent {
   }
 
   /** The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion"). */
-  private async removeDeleted(name: string): Promise<void> {
-    const last = this.lastSeen.get(name);
+  private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<void> {
     const filter = vmFilterName(name);
-    const domain = last ? this.domains.find((last as VMFilter).spec?.domain) : undefined;
+    const domain = known ?? (last ? this.domains.find((last as VMFilter).spec?.domain) : undefined);
     if (domain) await this.realizer.unbind(filter, domain);
     if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
     this.lastSeen.delete(name);

@@ -17,6 +17,7 @@ export const QUARANTINE_ANNOTATION = 'nwfilter.infinibay.io/quarantine';
  */
 export type Decision =
   | { kind: 'gone' }
+  | { kind: 'deleting'; raw: KubernetesObject; domain: DomainInfo | undefined; reportStatus: boolean }
   | { kind: 'unparseable'; raw: KubernetesObject; field: string; message: string; domain: DomainInfo | undefined; quarantine: boolean; reportStatus: boolean }
   | { kind: 'elsewhere'; vm: VMFilter; reportStatus: boolean }
   | { kind: 'conflict'; vm: VMFilter; domain: DomainInfo; winner: string; reportStatus: boolean }
@@ -88,8 +89,13 @@ function olderClaimant(raw: RawVm, domain: DomainInfo, ctx: DecisionContext): st
 }
 
 export function decide(raw: KubernetesObject | undefined, ctx: DecisionContext): Decision {
-  if (!raw || raw.metadata?.deletionTimestamp) return { kind: 'gone' };
+  if (!raw) return { kind: 'gone' };
   const r = raw as RawVm;
+  if (raw.metadata?.deletionTimestamp) {
+    // The controller's finalizer holds the object until the agent that held it reports Removed.
+    const domain = ctx.domains.find(rawDomainRef(r));
+    return { kind: 'deleting', raw, domain, reportStatus: domain !== undefined || r.status?.nodeName === ctx.nodeName };
+  }
   const parsed = parseObject('VMFilter', raw);
   if (!parsed.ok) {
     // Best effort: the domain reference may still be readable. Either way nothing is removed.

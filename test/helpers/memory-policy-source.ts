@@ -1,0 +1,116 @@
+// An in-memory stand-in for the Kubernetes side of the agent (PolicySource + status sink), for
+// unit and model-based tests. Objects are stored raw, like an informer cache: a test can store an
+// object that today's schema refuses (as a tightened CRD leaves behind). Change notifications are
+// delivered asynchronously, like watch events.
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { randomUUID } from 'node:crypto';
+import type { DepartmentPolicy, ServicePolicy } from '../../src/api/index.js';
+import type { PolicySource } from '../../src/agent/policy-source.js';
+import type { StatusSink } from '../../src/agent/status-reporter.js';
+import { parseObject } from '../../src/kube/index.js';
+
+type Kind = 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter';
+type Obj = KubernetesObject & { spec?: unknown; status?: Record<string, unknown> };
+
+export class MemoryPolicySource implements PolicySource {
+  readonly objects: Record<Kind, Map<string, Obj>> = { ServicePolicy: new Map(), DepartmentPolicy: new Map(), VMFilter: new Map() };
+  private readonly vmHandlers: ((name: string, obj: KubernetesObject) => void)[] = [];
+  private readonly policyHandlers: ((kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void)[] = [];
+  private clock = Date.parse('2026-01-01T00:00:00Z');
+  statusWrites = 0;
+  /** Statuses written per VMFilter name, in order (for flip-flop checks). */
+  readonly statusLog: { name: string; node: unknown; reason: unknown }[] = [];
+
+  private notify(kind: Kind, obj: Obj): void {
+    const name = obj.metadata!.name!;
+    queueMicrotask(() => {
+      if (kind === 'VMFilter') this.vmHandlers.forEach((h) => h(name, obj));
+      else this.policyHandlers.forEach((h) => h(kind, obj));
+    });
+  }
+
+  /** Creates or replaces the spec (and annotations) of an object; bumps generation on a spec change. */
+  put(kind: Kind, obj: { metadata: { name: string; annotations?: Record<string, string> }; spec: unknown }): Obj {
+    const prev = this.objects[kind].get(obj.metadata.name);
+    const specChanged = !prev || JSON.stringify(prev.spec) !== JSON.stringify(obj.spec);
+    this.clock += 1000;
+    const next: Obj = {
+      apiVersion: 'nwfilter.infinibay.io/v1alpha1',
+      kind,
+      metadata: {
+        ...(prev?.metadata ?? { uid: randomUUID(), creationTimestamp: new Date(this.clock) }),
+        name: obj.metadata.name,
+        ...(obj.metadata.annotations ? { annotations: obj.metadata.annotations } : {}),
+        generation: (prev?.metadata?.generation ?? 0) + (specChanged ? 1 : 0),
+        resourceVersion: String(this.clock),
+      },
+      spec: structuredClone(obj.spec),
+      ...(prev?.status ? { status: prev.status } : {}),
+    };
+    // Informer caches hold creationTimestamp as a string after JSON decoding.
+    next.metadata!.creationTimestamp = String((next.metadata!.creationTimestamp as unknown as Date).toISOString?.() ?? next.metadata!.creationTimestamp) as never;
+    this.objects[kind].set(obj.metadata.name, next);
+    this.notify(kind, next);
+    return next;
+  }
+
+  delete(kind: Kind, name: string): void {
+    const prev = this.objects[kind].get(name);
+    if (!prev) return;
+    this.objects[kind].delete(name);
+    this.notify(kind, prev);
+  }
+
+  /** The status sink for one node's agent (server-side apply reduced to "replace the agent's fields"). */
+  sink(): StatusSink {
+    return async (name, uid, fields) => {
+      const obj = this.objects.VMFilter.get(name);
+      if (!obj || (uid && obj.metadata?.uid !== uid)) return false;
+      const conditions = ((obj.status?.conditions as { type: string }[] | undefined) ?? []).filter((c) => c.type !== 'Applied');
+      const { conditions: applied, ...rest } = fields as { conditions: { type: string; reason: string }[] } & Record<string, unknown>;
+      const status: Record<string, unknown> = { ...(obj.status ?? {}) };
+      for (const k of ['nodeName', 'appliedHash', 'appliedGeneration']) delete status[k];
+      const next: Obj = { ...obj, status: { ...status, ...rest, conditions: [...conditions, ...applied] } };
+      this.objects.VMFilter.set(name, next);
+      this.statusWrites++;
+      this.statusLog.push({ name, node: rest.nodeName, reason: applied.find((c) => c.type === 'Applied')?.reason });
+      this.notify('VMFilter', next);
+      return true;
+    };
+  }
+
+  applied(name: string): { status: string; reason: string; message: string } | undefined {
+    const conds = this.objects.VMFilter.get(name)?.status?.conditions as { type: string; status: string; reason: string; message: string }[] | undefined;
+    return conds?.find((c) => c.type === 'Applied');
+  }
+
+  vmFilter(name: string): KubernetesObject | undefined {
+    return this.objects.VMFilter.get(name);
+  }
+  vmFilters(): readonly KubernetesObject[] {
+    return [...this.objects.VMFilter.values()];
+  }
+  services(): readonly ServicePolicy[] {
+    return this.valid('ServicePolicy') as ServicePolicy[];
+  }
+  departments(): readonly DepartmentPolicy[] {
+    return this.valid('DepartmentPolicy') as DepartmentPolicy[];
+  }
+  private valid(kind: 'ServicePolicy' | 'DepartmentPolicy'): unknown[] {
+    return [...this.objects[kind].values()].flatMap((o) => {
+      const p = parseObject(kind, o);
+      return p.ok ? [p.value] : [];
+    });
+  }
+  synced(): boolean {
+    return true;
+  }
+  onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void {
+    this.vmHandlers.push(handler);
+  }
+  onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void {
+    this.policyHandlers.push(handler);
+  }
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+}
