@@ -59,6 +59,8 @@ export class Agent {
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
   private readonly disconnectedRetries = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** VMFilter name -> reason of the Applied condition this agent holds for it (vm_protection gauge). */
+  private readonly reasons = new Map<string, string>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -172,11 +174,17 @@ export class Agent {
 
   /** Re-verifies everything against libvirt: drift shows up as a mismatch and is repaired. */
   resync(): void {
+    this.o.metrics.resyncs.inc();
     this.realizer.invalidate();
     this.refreshDomains(() => {
       this.enqueueAll();
       this.queue.add(GC_KEY);
     });
+  }
+
+  /** Work waiting, running or scheduled (retries, collections, domain listings to redo). */
+  get pending(): number {
+    return this.queue.pending + this.timers.size;
   }
 
   async drain(): Promise<void> {
@@ -256,7 +264,22 @@ export class Agent {
   }
 
   private async report(obj: StatusTarget, allowed: boolean, report: AppliedReport): Promise<void> {
+    const name = obj.metadata?.name ?? '';
+    const held = allowed && report.reason !== AGENT_REASON.removed;
+    this.countReason(name, held ? report.reason : undefined);
     if (allowed) await this.reporter.report(obj, report);
+  }
+
+  /** Keeps the vm_protection gauge: one entry per VMFilter this agent holds, by reason. */
+  private countReason(name: string, reason: string | undefined): void {
+    const prev = this.reasons.get(name);
+    if (prev === reason) return;
+    if (prev !== undefined) this.o.metrics.protectionStates.dec({ reason: prev });
+    if (reason === undefined) this.reasons.delete(name);
+    else {
+      this.reasons.set(name, reason);
+      this.o.metrics.protectionStates.inc({ reason });
+    }
   }
 
   /** The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion"). */
@@ -266,6 +289,7 @@ export class Agent {
     if (domain) await this.realizer.unbind(filter, domain);
     if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
     this.lastSeen.delete(name);
+    this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
     this.index.forgetVm(name);
     this.scheduleGc();

@@ -56,6 +56,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
     statusWrites: new Counter({ name: `${PREFIX}status_writes_total`, help: 'Status patches sent.', labelNames: ['kind'] as const, registers }),
+    resyncs: new Counter({ name: `${PREFIX}resyncs_total`, help: 'Full passes of the agent over its VMs against libvirt (periodic or after a reconnect).', registers }),
+    protectionStates: new Gauge({
+      name: `${PREFIX}vm_protection`,
+      help: "VMFilters this agent holds, by the reason of their Applied condition (Applied, Quarantined, NoInterfaces, ...).",
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     isLeader: new Gauge({ name: `${PREFIX}leader`, help: '1 while this controller replica holds the lease.', registers }),
   };
 }
