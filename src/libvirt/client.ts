@@ -1,12 +1,15 @@
 import { EventEmitter, on } from 'node:events';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../runtime/backoff.js';
 import { RpcConnection } from './connection.js';
-import { LibvirtDisconnectedError, LibvirtTimeoutError, isNotFound, isUuidMismatch } from './errors.js';
-import { decodeLifecycleEvent, readDomain } from './events.js';
+import { LibvirtDisconnectedError, LibvirtError, LibvirtTimeoutError, isNotFound, isUuidMismatch } from './errors.js';
+import { decodeDomainEvent, readDomain } from './events.js';
 import {
   DOMAIN_AFFECT_CONFIG,
   DOMAIN_AFFECT_LIVE,
+  DOMAIN_EVENT_ID_DEVICE_ADDED,
+  DOMAIN_EVENT_ID_DEVICE_REMOVED,
   DOMAIN_EVENT_ID_LIFECYCLE,
   DOMAIN_XML_INACTIVE,
   DomainState,
@@ -34,13 +37,22 @@ const AUTH_POLKIT = 2;
 
 const UUID_IN_XML = /<uuid>\s*([0-9a-fA-F-]{32,36})\s*<\/uuid>/;
 
+/** Hot-plug events registered besides lifecycle events; each arrives as its own procedure (see decodeDomainEvent). */
+const DEVICE_EVENT_IDS = [
+  { id: DOMAIN_EVENT_ID_DEVICE_ADDED, name: 'device-added' },
+  { id: DOMAIN_EVENT_ID_DEVICE_REMOVED, name: 'device-removed' },
+] as const;
+
 /**
  * A client of libvirt's remote RPC protocol over its unix socket, in TypeScript: no native build,
- * many calls multiplexed on one connection, per-call typed errors, lifecycle events, automatic
- * reconnection with exponential backoff. Calls made while disconnected fail at once with
- * LibvirtDisconnectedError; a call in flight when the connection drops fails the same way.
+ * many calls multiplexed on one connection, per-call typed errors, lifecycle and device hot-plug
+ * events, automatic reconnection with jittered exponential backoff (src/runtime/backoff.ts). Calls
+ * made while disconnected fail at once with LibvirtDisconnectedError; a call in flight when the
+ * connection drops fails the same way.
  *
- * Events: 'connected', 'disconnected', 'domain-event' (DomainLifecycleEvent).
+ * Events: 'connected' (after the handshake and the event registrations, on every (re)connection),
+ * 'disconnected', 'domain-event' (DomainLifecycleEvent: a lifecycle change, or 'device-added' /
+ * 'device-removed' with the device's alias).
  */
 export class LibvirtClient extends EventEmitter implements LibvirtApi {
   private conn: RpcConnection | undefined;
@@ -110,7 +122,20 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
       conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
       // Registered on every new connection, so events resume by themselves after a reconnect.
       // remote_connect_domain_event_callback_register_any_args: eventID, remote_domain dom (NULL = all).
-      await conn.call(Proc.connectDomainEventCallbackRegisterAny, 'event-register', new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).bool(false).bytes(), timeout);
+      // The callback ids in the replies are not kept: each event id arrives as a procedure of its own.
+      const register = (eventId: number) =>
+        conn.call(Proc.connectDomainEventCallbackRegisterAny, 'event-register', new XdrWriter().int(eventId).bool(false).bytes(), timeout);
+      await register(DOMAIN_EVENT_ID_LIFECYCLE);
+      for (const { id, name } of DEVICE_EVENT_IDS) {
+        try {
+          await register(id);
+        } catch (err) {
+          // A libvirtd that refuses the event id (DEVICE_ADDED is libvirt >= 1.2.15) still gives
+          // lifecycle events; hot-plugs are then only seen by a resync. Anything else fails the attempt.
+          if (!(err instanceof LibvirtError)) throw err;
+          this.log?.warn({ err: err.message, event: name }, 'libvirtd refused a device event registration; hot-plug is not reported');
+        }
+      }
       // close() while this attempt was under way: do not come back to life.
       if (this.closing) throw new LibvirtDisconnectedError('client closed while connecting');
     } catch (err) {
@@ -152,7 +177,7 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     if (this.closing || this.reconnectTimer) return;
     this.failures++;
     const { baseMs, maxMs } = this.options.reconnect ?? { baseMs: 250, maxMs: 10_000 };
-    const delay = Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
+    const delay = backoffDelay({ baseMs, maxMs }, this.failures);
     if (err) this.log?.warn({ err: String((err as Error).message ?? err), retryInMs: delay }, 'cannot connect to libvirtd');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -161,14 +186,16 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   }
 
   private onMessage(proc: number, body: Buffer): void {
-    if (proc !== Proc.domainEventCallbackLifecycle) return;
     let event: DomainLifecycleEvent;
     try {
-      // One lifecycle callback per connection, so the callback id needs no routing.
-      const { callbackId: _, ...e } = decodeLifecycleEvent(body);
+      // One callback per event id and connection, and each event id has its own procedure: the
+      // callback id needs no routing.
+      const decoded = decodeDomainEvent(proc, body);
+      if (!decoded) return;
+      const { callbackId: _, ...e } = decoded;
       event = e;
     } catch (err) {
-      this.log?.warn({ err }, 'undecodable libvirt event');
+      this.log?.warn({ err, proc }, 'undecodable libvirt event');
       return;
     }
     this.safeEmit('domain-event', event);
@@ -195,7 +222,7 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     }
   }
 
-  /** Lifecycle events as an async iterator; buffers events the consumer has not read yet. */
+  /** Lifecycle and device events as an async iterator; buffers events the consumer has not read yet. */
   async *domainEvents(signal?: AbortSignal): AsyncIterable<DomainLifecycleEvent> {
     try {
       for await (const [e] of on(this, 'domain-event', signal ? { signal } : undefined)) yield e as DomainLifecycleEvent;

@@ -33,6 +33,10 @@ export const Proc = {
   connectDomainEventCallbackRegisterAny: 316,
   connectDomainEventCallbackDeregisterAny: 317,
   domainEventCallbackLifecycle: 318,
+  /** remote_domain_event_callback_device_removed_msg (VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED). */
+  domainEventCallbackDeviceRemoved: 333,
+  /** remote_domain_event_callback_device_added_msg (VIR_DOMAIN_EVENT_ID_DEVICE_ADDED). */
+  domainEventCallbackDeviceAdded: 354,
   nwfilterBindingCreateXml: 399,
   nwfilterBindingDelete: 400,
   connectListAllNwfilterBindings: 401,
@@ -62,7 +66,10 @@ export const NWFILTER_DEFINE_VALIDATE = 1;
 export const DOMAIN_XML_INACTIVE = 2;
 export const DOMAIN_AFFECT_LIVE = 1;
 export const DOMAIN_AFFECT_CONFIG = 2;
+/** virDomainEventID values (include/libvirt/libvirt-domain.h). */
 export const DOMAIN_EVENT_ID_LIFECYCLE = 0;
+export const DOMAIN_EVENT_ID_DEVICE_REMOVED = 15;
+export const DOMAIN_EVENT_ID_DEVICE_ADDED = 19;
 
 export const DomainState = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'] as const;
 export const DomainEventType = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'] as const;

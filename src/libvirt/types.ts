@@ -26,14 +26,37 @@ export interface NwFilterBinding {
   filter: string;
 }
 
-export type DomainEventName = (typeof DomainEventType)[number] | 'migrated' | 'other';
+/** What a VIR_DOMAIN_EVENT_ID_LIFECYCLE event is reported as. */
+export type DomainStateEventName = (typeof DomainEventType)[number] | 'migrated' | 'other';
+/** VIR_DOMAIN_EVENT_ID_DEVICE_ADDED / VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED: a device hot-plugged into or unplugged from a running domain. */
+export type DomainDeviceEventName = 'device-added' | 'device-removed';
+export type DomainEventName = DomainStateEventName | DomainDeviceEventName;
 
-export interface DomainLifecycleEvent {
+/** A lifecycle change: defined, started, stopped, migrated, ... */
+export interface DomainStateEvent {
   domain: DomainRef;
-  event: DomainEventName;
+  event: DomainStateEventName;
   /** libvirt's detail code for the event (e.g. STARTED_BOOTED, STOPPED_DESTROYED). */
   detail: number;
 }
+
+/**
+ * A device attached to or detached from the running domain (live). libvirt reports
+ * device-removed only once the hypervisor has really removed the device: for a PCI device that is
+ * when the guest acknowledged the unplug, which may be never.
+ */
+export interface DomainDeviceEvent {
+  domain: DomainRef;
+  event: DomainDeviceEventName;
+  /** The device's alias (`<alias name=.../>` in the live XML, e.g. 'net1' or a user's 'ua-...'). */
+  alias: string;
+}
+
+/**
+ * What the client's 'domain-event' carries: switch on `event` (the union narrows to a lifecycle
+ * change with `detail` or a device event with `alias`). The name predates device events.
+ */
+export type DomainLifecycleEvent = DomainStateEvent | DomainDeviceEvent;
 
 export interface LibvirtClientOptions {
   /** Default /var/run/libvirt/libvirt-sock. */
@@ -49,7 +72,10 @@ export interface LibvirtClientOptions {
   connectTimeoutMs?: number;
   /** Calls in flight at most; more wait in a queue. */
   concurrency?: number;
-  /** Backoff between reconnect attempts: baseMs doubling up to maxMs. Default 250 ms to 10 s. */
+  /**
+   * Backoff between reconnect attempts: baseMs doubling up to maxMs, jittered into the upper half
+   * (src/runtime/backoff.ts). Default 250 ms to 10 s.
+   */
   reconnect?: { baseMs: number; maxMs: number };
   log?: Logger;
   /** Called after every call: operation name, duration, success. For metrics. */
@@ -100,7 +126,7 @@ export interface LibvirtApi {
   /** update-device with LIVE and/or CONFIG chosen from the domain's state; returns the choice. */
   updateInterface(domain: DomainRef, interfaceXml: string): Promise<DeviceTarget>;
 
-  /** Domain lifecycle events as an async iterator (ends when `signal` aborts). */
+  /** Domain lifecycle and device events as an async iterator (ends when `signal` aborts). */
   domainEvents(signal?: AbortSignal): AsyncIterable<DomainLifecycleEvent>;
   on(event: 'domain-event', listener: (e: DomainLifecycleEvent) => void): this;
   on(event: 'connected' | 'disconnected', listener: () => void): this;

@@ -10,6 +10,7 @@ import { LibvirtClient } from '../../../src/libvirt/client.js';
 import { encodePacket, PacketReader, type Header } from '../../../src/libvirt/connection.js';
 import { LibvirtDisconnectedError } from '../../../src/libvirt/errors.js';
 import { MessageStatus, MessageType, Proc } from '../../../src/libvirt/protocol.js';
+import type { DomainLifecycleEvent } from '../../../src/libvirt/types.js';
 import { uuidToBytes } from '../../../src/libvirt/uuid.js';
 import { XdrReader, XdrWriter } from '../../../src/libvirt/xdr.js';
 
@@ -42,6 +43,22 @@ async function fakeLibvirtd(handlers: Partial<Record<number, Handler>>): Promise
 const noAuth: Handler = () => ({ ok: new XdrWriter().uint(1).int(0).bytes() }); // [REMOTE_AUTH_NONE]
 const libvirtError = (code: number, msg: string) => ({ err: new XdrWriter().int(code).int(33).optString(msg).int(2).bytes() });
 const filterRef = (name: string, uuid: string) => new XdrWriter().string(name).fixedOpaque(uuidToBytes(uuid)).bytes();
+/** [eventID, dom != NULL] of every event registration among `calls`. */
+const registrations = (calls: { proc: number; body: Buffer }[]) =>
+  calls.filter((x) => x.proc === Proc.connectDomainEventCallbackRegisterAny).map((x) => {
+    const r = new XdrReader(x.body);
+    return [r.int(), r.bool()];
+  });
+/** A message (an event) from libvirtd to the client. */
+const sendEvent = (peer: Socket, procedure: number, body: Buffer) =>
+  peer.write(encodePacket({ program: 0x20008086, version: 1, procedure, type: MessageType.message, serial: 0, status: 0 }, body));
+const until = async (what: string, f: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
 
 afterEach(async () => {
   for (const p of peers) p.destroy();
@@ -51,15 +68,20 @@ afterEach(async () => {
 });
 
 describe('LibvirtClient handshake', () => {
-  it('asks for auth types, opens the URI, registers for lifecycle events of all domains', async () => {
+  it('asks for auth types, opens the URI, registers for lifecycle and device events of all domains', async () => {
     const fake = await fakeLibvirtd({ [Proc.authList]: noAuth });
     const c = new LibvirtClient({ socketPath: fake.path, uri: 'nwfilter:///system' });
     await c.connect();
-    expect(fake.calls.map((x) => x.proc)).toEqual([Proc.authList, Proc.connectOpen, Proc.connectDomainEventCallbackRegisterAny]);
+    const reg = Proc.connectDomainEventCallbackRegisterAny;
+    expect(fake.calls.map((x) => x.proc)).toEqual([Proc.authList, Proc.connectOpen, reg, reg, reg]);
     const open = new XdrReader(fake.calls[1]!.body);
     expect([open.optString(), open.uint()]).toEqual(['nwfilter:///system', 0]);
-    const reg = new XdrReader(fake.calls[2]!.body);
-    expect([reg.int(), reg.bool()]).toEqual([0, false]); // VIR_DOMAIN_EVENT_ID_LIFECYCLE, dom = NULL
+    // VIR_DOMAIN_EVENT_ID_LIFECYCLE, _DEVICE_ADDED, _DEVICE_REMOVED, each with dom = NULL (all domains)
+    expect(registrations(fake.calls)).toEqual([
+      [0, false],
+      [19, false],
+      [15, false],
+    ]);
     await c.close();
     expect(fake.calls.at(-1)!.proc).toBe(Proc.connectClose);
   });
@@ -123,6 +145,93 @@ describe('listener and hook failures', () => {
     expect(await c.lookupFilterByName('f1')).toEqual({ name: 'f1', uuid: UUID });
     expect(c.connected).toBe(true);
     expect(seen).toEqual(['started']);
+    await c.close();
+  });
+});
+
+describe('device hot-plug events', () => {
+  const vm1 = () => new XdrWriter().string('vm1').fixedOpaque(uuidToBytes(UUID)).int(7);
+
+  it("emits 'device-added' and 'device-removed' with the alias on 'domain-event', in order with lifecycle events", async () => {
+    const fake = await fakeLibvirtd({ [Proc.authList]: noAuth, [Proc.nwfilterLookupByName]: () => ({ ok: filterRef('f1', UUID) }) });
+    const c = new LibvirtClient({ socketPath: fake.path });
+    await c.connect();
+    const seen: DomainLifecycleEvent[] = [];
+    c.on('domain-event', (e) => seen.push(e));
+    const peer = peers[0]!;
+    // callbackID, remote_nonnull_domain, devAlias
+    sendEvent(peer, Proc.domainEventCallbackDeviceAdded, Buffer.concat([new XdrWriter().int(2).bytes(), vm1().string('net1').bytes()]));
+    sendEvent(peer, Proc.domainEventCallbackLifecycle, Buffer.concat([new XdrWriter().int(1).bytes(), vm1().int(3).int(0).bytes()])); // suspended
+    sendEvent(peer, Proc.domainEventCallbackDeviceRemoved, Buffer.concat([new XdrWriter().int(3).bytes(), vm1().string('ua-nic').bytes()]));
+    // a reply after the events: the client has read them all once the call returns
+    await c.lookupFilterByName('f1');
+    const domain = { name: 'vm1', uuid: UUID, id: 7 };
+    expect(seen).toEqual([
+      { domain, event: 'device-added', alias: 'net1' },
+      { domain, event: 'suspended', detail: 0 },
+      { domain, event: 'device-removed', alias: 'ua-nic' },
+    ]);
+    // what a consumer does: switch on event, the union narrows
+    const described = seen.map((e) => {
+      switch (e.event) {
+        case 'device-added':
+        case 'device-removed':
+          return `${e.event} ${e.alias}`;
+        default:
+          return `${e.event}/${e.detail}`;
+      }
+    });
+    expect(described).toEqual(['device-added net1', 'suspended/0', 'device-removed ua-nic']);
+    await c.close();
+  });
+
+  it('drops an undecodable event or one of an unknown procedure and keeps the connection', async () => {
+    const fake = await fakeLibvirtd({ [Proc.authList]: noAuth, [Proc.nwfilterLookupByName]: () => ({ ok: filterRef('f1', UUID) }) });
+    const c = new LibvirtClient({ socketPath: fake.path });
+    await c.connect();
+    const seen: string[] = [];
+    c.on('domain-event', (e) => seen.push(e.event));
+    const peer = peers[0]!;
+    // devAlias cut off after its length word
+    sendEvent(peer, Proc.domainEventCallbackDeviceAdded, Buffer.concat([new XdrWriter().int(2).bytes(), vm1().uint(8).bytes()]));
+    sendEvent(peer, 355, Buffer.concat([new XdrWriter().int(2).bytes(), vm1().string('x').bytes()])); // REMOTE_PROC_DOMAIN_ADD_IOTHREAD: not an event of ours
+    sendEvent(peer, Proc.domainEventCallbackDeviceRemoved, Buffer.concat([new XdrWriter().int(3).bytes(), vm1().string('net0').bytes()]));
+    expect(await c.lookupFilterByName('f1')).toEqual({ name: 'f1', uuid: UUID });
+    expect(c.connected).toBe(true);
+    expect(seen).toEqual(['device-removed']);
+    await c.close();
+  });
+
+  it('connects when libvirtd refuses a device event id (lifecycle events still flow), fails when it refuses lifecycle', async () => {
+    const refuse = (ids: number[]): Handler => (body) =>
+      ids.includes(new XdrReader(body).int()) ? { err: new XdrWriter().int(8).int(0).optString('invalid argument: unsupported event ID').int(2).bytes() } : { ok: new XdrWriter().int(1).bytes() };
+    const fake = await fakeLibvirtd({ [Proc.authList]: noAuth, [Proc.connectDomainEventCallbackRegisterAny]: refuse([19]) });
+    const c = new LibvirtClient({ socketPath: fake.path });
+    let connected = 0;
+    c.on('connected', () => connected++);
+    await c.connect();
+    expect(connected).toBe(1);
+    expect(registrations(fake.calls).map(([id]) => id)).toEqual([0, 19, 15]);
+    await c.close();
+    await new Promise((r) => server!.close(r));
+    const strict = await fakeLibvirtd({ [Proc.authList]: noAuth, [Proc.connectDomainEventCallbackRegisterAny]: refuse([0]) });
+    await expect(new LibvirtClient({ socketPath: strict.path }).connect()).rejects.toMatchObject({ name: 'LibvirtError' });
+  });
+
+  it('registers all three again on a new connection after libvirtd dropped the old one', async () => {
+    const fake = await fakeLibvirtd({ [Proc.authList]: noAuth });
+    const c = new LibvirtClient({ socketPath: fake.path, reconnect: { baseMs: 10, maxMs: 20 } });
+    let connected = 0;
+    c.on('connected', () => connected++);
+    await c.connect();
+    peers[0]!.destroy();
+    await until('reconnect', () => connected === 2 && c.connected);
+    expect(registrations(fake.calls).map(([id]) => id)).toEqual([0, 19, 15, 0, 19, 15]);
+    const seen: DomainLifecycleEvent[] = [];
+    c.on('domain-event', (e) => seen.push(e));
+    sendEvent(peers[1]!, Proc.domainEventCallbackDeviceAdded, Buffer.concat([new XdrWriter().int(5).bytes(), vm1().string('net2').bytes()]));
+    await until('event on the new connection', () => seen.length === 1);
+    expect(seen[0]).toMatchObject({ event: 'device-added', alias: 'net2' });
     await c.close();
   });
 });
