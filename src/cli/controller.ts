@@ -19,6 +19,9 @@ export async function runController(argv: string[]): Promise<number> {
   const controller = new Controller({ clients, log, metrics, identity: config.identity, resyncMs: config.resyncPeriod, coalesceMs: config.statusCoalesce });
   let elector: LeaderElector | undefined;
   await startProbeServers(config, metrics.registry, { healthy: () => !shutdown.stopping, ready: () => controller.synced }, log, shutdown);
+  // Closers run in reverse: the controller stops first, then the lease is released (client-go's
+  // ReleaseOnCancel asks that the guarded work has finished before the release).
+  shutdown.add('leader election', () => elector?.stop());
   shutdown.add('controller', () => controller.stop());
   log.info({ identity: config.identity, leaderElect: config.leaderElect }, 'starting controller');
   await controller.startInformers();
@@ -43,7 +46,6 @@ export async function runController(argv: string[]): Promise<number> {
         void shutdown.run().then(() => process.exit(1));
       },
     });
-    shutdown.add('leader election', () => elector!.stop());
     elector.start();
   }
   await new Promise<void>((resolve) => shutdown.signal.addEventListener('abort', () => resolve()));

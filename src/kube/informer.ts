@@ -1,5 +1,6 @@
 import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { Backoff, type BackoffPolicy } from '../runtime/backoff.js';
 
 export interface InformerOptions<T extends KubernetesObject> {
   name: string;
@@ -9,7 +10,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   log: Logger;
   /** Periodic callback with the whole cache, so that missed work is picked up (0 = never). */
   resyncMs?: number;
-  backoff?: { baseMs: number; maxMs: number };
+  /** Delays between watch restarts (src/runtime/backoff.ts); default 500 ms doubling to 30 s, jittered. */
+  backoff?: BackoffPolicy;
   onRestart?: () => void;
 }
 
@@ -17,14 +19,14 @@ type Handler<T> = (obj: T) => void;
 
 /**
  * client-node's ListWatch relists on 410 Gone, but on any other error it emits `error` and stops
- * for good: every watch would die silently one day. This wrapper restarts it with exponential
- * backoff (resuming from the last resourceVersion, relisting when that is gone), reports when the
- * first list has synced, and calls a resync handler periodically.
+ * for good: every watch would die silently one day. This wrapper restarts it with jittered
+ * exponential backoff (resuming from the last resourceVersion, relisting when that is gone),
+ * reports when the first list has synced, and calls a resync handler periodically.
  */
 export class ResilientInformer<T extends KubernetesObject> {
   private readonly informer: ReturnType<typeof makeInformer<T>>;
   private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[], resync: [] as ((all: readonly T[]) => void)[] };
-  private failures = 0;
+  private readonly backoff: Backoff;
   private errorCount = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -34,6 +36,7 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   constructor(private readonly options: InformerOptions<T>) {
     this.informer = makeInformer<T>(options.kc, options.path, options.list);
+    this.backoff = new Backoff(options.backoff ?? { baseMs: 500, maxMs: 30_000 });
     this.informer.on('add', (o) => this.handlers.add.forEach((h) => h(o)));
     this.informer.on('update', (o) => this.handlers.update.forEach((h) => h(o)));
     this.informer.on('delete', (o) => this.handlers.delete.forEach((h) => h(o)));
@@ -84,7 +87,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       const errorsBefore = this.errorCount;
       await this.informer.start();
       if (this.stopped || this.errorCount !== errorsBefore) return;
-      this.failures = 0;
+      this.backoff.reset();
       if (!this.syncedOnce) {
         this.syncedOnce = true;
         this.options.log.info({ informer: this.options.name, objects: this.list().length }, 'informer synced');
@@ -98,9 +101,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private scheduleRestart(err: unknown): void {
     this.errorCount++;
     if (this.stopped || this.restartTimer) return;
-    this.failures++;
-    const { baseMs, maxMs } = this.options.backoff ?? { baseMs: 500, maxMs: 30_000 };
-    const delay = Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
+    const delay = this.backoff.next();
     this.options.log.warn({ informer: this.options.name, err: String((err as Error)?.message ?? err), retryInMs: delay }, 'watch failed; restarting');
     this.options.onRestart?.();
     this.restartTimer = setTimeout(() => {

@@ -1,5 +1,6 @@
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import { backoffDelay, type BackoffPolicy } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 
 export interface WorkQueueOptions {
@@ -8,8 +9,11 @@ export interface WorkQueueOptions {
   concurrency?: number;
   /** Overall rate limit: at most `rate.count` handler starts per `rate.intervalMs`. */
   rate?: { count: number; intervalMs: number };
-  /** Per-key exponential backoff after failures: base * 2^(failures-1), capped. */
-  backoff?: { baseMs: number; maxMs: number };
+  /**
+   * Per-key exponential backoff after failures: base * 2^(failures-1), capped, jittered by the
+   * project's one helper (src/runtime/backoff.ts; `jitter` 0 for exact delays).
+   */
+  backoff?: BackoffPolicy;
   log?: Logger;
   onDepth?: (depth: number) => void;
   onRetry?: (key: string, delayMs: number, err: unknown) => void;
@@ -23,7 +27,8 @@ export type HandlerResult = void | { requeueAfterMs: number };
  * - one key is never processed twice at the same time;
  * - adding a key that is waiting is a no-op (adds coalesce); adding a key that is being processed
  *   marks it dirty, and it runs once more afterwards with the then-current state;
- * - a handler that throws is retried with per-key exponential backoff up to a cap; success resets it;
+ * - a handler that throws is retried with per-key jittered exponential backoff up to a cap; success
+ *   resets it;
  * - overall concurrency and rate are bounded.
  * p-queue provides concurrency and rate; the per-key bookkeeping is what it lacks.
  */
@@ -34,7 +39,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly backoff: { baseMs: number; maxMs: number };
+  private readonly backoff: BackoffPolicy;
   private closed = false;
 
   constructor(private readonly handler: (key: string) => Promise<HandlerResult>, private readonly options: WorkQueueOptions) {
@@ -94,8 +99,9 @@ export class WorkQueue {
     return this.failures.get(key) ?? 0;
   }
 
+  /** The delay before the retry after `failures` consecutive failures (jittered: a range, not a value). */
   backoffFor(failures: number): number {
-    return Math.min(this.backoff.maxMs, this.backoff.baseMs * 2 ** Math.max(0, failures - 1));
+    return backoffDelay(this.backoff, failures);
   }
 
   private async run(key: string): Promise<void> {

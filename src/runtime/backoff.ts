@@ -1,8 +1,9 @@
 /**
- * The one retry delay of the project: exponential from `baseMs`, capped at `maxMs`, with "full
- * jitter" in the upper half (client-go's wait.Jitter and the AWS architecture note both spread
- * retries so that many clients that failed together do not retry together). Every retry loop
- * (work queue, watch restarts, libvirt reconnects, startup waits) takes its delays from here.
+ * The one retry delay of the project: exponential from `baseMs`, capped at `maxMs`, with a random
+ * part ("equal jitter" in the AWS architecture note: by default the delay is drawn from the upper
+ * half [d/2, d]; client-go's wait.Jitter spreads retries for the same reason) so that many clients
+ * that failed together do not retry together. Every retry loop (work queue, watch restarts,
+ * libvirt reconnects, startup waits) takes its delays from here.
  */
 export interface BackoffPolicy {
   baseMs: number;
@@ -13,9 +14,13 @@ export interface BackoffPolicy {
 
 /** Delay before retry number `attempt` (1 = first retry). `random` is injectable for tests. */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {
-  const exp = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempt - 1));
-  const jitter = Math.min(1, Math.max(0, policy.jitter ?? 0.5));
-  return Math.round(exp * (1 - jitter * random()));
+  // The exponent is bounded: 2 ** 1024 is Infinity, and 0 * Infinity (baseMs 0 after a long outage)
+  // would be NaN, which setTimeout treats as 1 ms. Any delay past 2^62 base units is capped anyway.
+  const exponent = Math.min(62, Math.max(0, Number.isFinite(attempt) ? attempt - 1 : 62));
+  const exp = Math.max(0, Math.min(policy.maxMs, policy.baseMs * 2 ** exponent));
+  const jitter = Math.min(1, Math.max(0, policy.jitter ?? 0.5)) || 0;
+  const r = Math.min(1, Math.max(0, random()));
+  return Math.round(exp * (1 - jitter * r));
 }
 
 /** A stateful counter over a policy: `next()` gives the next delay, `reset()` after a success. */

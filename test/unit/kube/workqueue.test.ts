@@ -80,12 +80,14 @@ describe('WorkQueue', () => {
     const times: number[] = [];
     const start = Date.now();
     const delays: number[] = [];
+    let fail = 3;
     const q = new WorkQueue(
       async () => {
         times.push(Date.now() - start);
-        if (times.length < 4) throw new Error('boom');
+        if (fail-- > 0) throw new Error('boom');
       },
-      { name: 't', backoff: { baseMs: 20, maxMs: 50 }, onRetry: (_k, d) => delays.push(d) },
+      // jitter 0: the exact exponential delays
+      { name: 't', backoff: { baseMs: 20, maxMs: 50, jitter: 0 }, onRetry: (_k, d) => delays.push(d) },
     );
     q.add('k');
     while (times.length < 4) await sleep(10);
@@ -94,7 +96,41 @@ describe('WorkQueue', () => {
     expect(q.failuresOf('k')).toBe(0);
     // Each retry waited at least its backoff.
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(delays[i - 1]! - 2);
+    // Success reset the history: the next failure starts at the base delay again.
+    fail = 1;
+    q.add('k');
+    while (times.length < 6) await sleep(10);
+    await q.drain();
+    expect(delays).toEqual([20, 40, 50, 20]);
     await q.shutdown();
+  });
+
+  it('jitters the retry delays (by default into the upper half of the exponential delay)', async () => {
+    const delays: number[] = [];
+    const q = new WorkQueue(
+      async () => {
+        throw new Error('boom');
+      },
+      { name: 't', concurrency: 20, backoff: { baseMs: 1000, maxMs: 4000 }, onRetry: (_k, d) => delays.push(d) },
+    );
+    for (let i = 0; i < 20; i++) q.add(`k${i}`);
+    await q.drain();
+    await q.shutdown(); // cancels the scheduled retries
+    // 20 keys that failed together do not all come back together.
+    expect(delays).toHaveLength(20);
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(500);
+      expect(d).toBeLessThanOrEqual(1000);
+    }
+    expect(new Set(delays).size).toBeGreaterThan(1);
+    // Later failures: within [d/2, d] of the capped exponential delay.
+    for (const [failures, d] of [[2, 2000], [3, 4000], [9, 4000]] as const) {
+      for (let i = 0; i < 50; i++) {
+        const v = q.backoffFor(failures);
+        expect(v).toBeGreaterThanOrEqual(d / 2);
+        expect(v).toBeLessThanOrEqual(d);
+      }
+    }
   });
 
   it('honours requeueAfter and cancels scheduled work on shutdown', async () => {
