@@ -43,3 +43,20 @@ export async function waitFor<T>(what: string, check: () => T | undefined | Prom
     await sleep(intervalMs);
   }
 }
+
+/**
+ * Replaces a CRD with `mutate` applied to its current definition (kubectl replace, so a concurrent
+ * change makes it fail instead of being overwritten). Used to emulate an older, looser CRD.
+ */
+export function mutateCrd(name: string, mutate: (crd: Record<string, any>) => void): void {
+  const crd = getJson<Record<string, any>>(['crd', name]);
+  delete crd.metadata.managedFields;
+  mutate(crd);
+  kubectlOk(['replace', '-f', '-'], JSON.stringify(crd));
+}
+
+/** Re-applies the CRDs of crds/ (the strict, current schema) and waits until they are established. */
+export function applyCrds(): void {
+  kubectlOk(['apply', '--server-side', '--force-conflicts', '-f', 'crds/']);
+  kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+}

@@ -39,3 +39,46 @@ export function domainFilterrefs(name: string, inactive = false): string[] {
   const xml = virsh('dumpxml', ...(inactive ? ['--inactive'] : []), name).stdout;
   return [...xml.matchAll(/<filterref filter='([^']+)'/g)].map((m) => m[1]!);
 }
+
+/** The domain's UUID (virsh domuuid). */
+export function domainUuid(name: string): string {
+  const r = virsh('domuuid', name);
+  if (r.code !== 0) throw new Error(`domuuid ${name}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Every interface of the domain with the filter its <filterref> names (undefined: none). */
+export function domainInterfaceFilters(name: string, inactive = false): { mac: string; filter: string | undefined }[] {
+  const xml = virsh('dumpxml', ...(inactive ? ['--inactive'] : []), name).stdout;
+  return [...xml.matchAll(/<interface\b[\s\S]*?<\/interface>/g)].map((m) => ({
+    mac: (/<mac address='([^']+)'/.exec(m[0])?.[1] ?? '').toLowerCase(),
+    filter: /<filterref filter='([^']+)'/.exec(m[0])?.[1],
+  }));
+}
+
+/**
+ * Adds an ethernet interface to the domain's persistent definition only (`attach-device --config`),
+ * as a user hot-plugging a NIC into a shut-off domain would.
+ */
+export function attachInterfaceConfig(domain: string, mac: string, tap: string): void {
+  const file = join(mkdtempSync(join(tmpdir(), 'nwf-nic-')), 'nic.xml');
+  writeFileSync(file, `<interface type='ethernet'><mac address='${mac}'/><target dev='${tap}' managed='yes'/><model type='virtio'/></interface>`);
+  const r = virsh('attach-device', domain, file, '--config');
+  if (r.code !== 0) throw new Error(`attach-device ${domain}: ${r.stderr}`);
+}
+
+/** Defines an nwfilter from XML with virsh (libvirt picks a random UUID when the XML has none). */
+export function defineFilter(xml: string): void {
+  const file = join(mkdtempSync(join(tmpdir(), 'nwf-filter-')), 'filter.xml');
+  writeFileSync(file, xml);
+  const r = virsh('nwfilter-define', file);
+  if (r.code !== 0) throw new Error(`nwfilter-define: ${r.stderr}`);
+}
+
+/** Names of every domain (running or not) whose name starts with `prefix`. */
+export function domainNames(prefix = ''): string[] {
+  return virsh('list', '--all', '--name')
+    .stdout.split('\n')
+    .map((l) => l.trim())
+    .filter((n) => n !== '' && n.startsWith(prefix));
+}
