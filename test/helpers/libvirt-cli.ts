@@ -67,6 +67,17 @@ export function attachInterfaceConfig(domain: string, mac: string, tap: string):
   if (r.code !== 0) throw new Error(`attach-device ${domain}: ${r.stderr}`);
 }
 
+/**
+ * Hot-plugs a USB NIC into a running domain (QEMU unplugs and plugs USB devices by itself, so a
+ * guest without an OS does not matter; PCI hot-plug would need <acpi/> and a guest that answers).
+ */
+export function attachInterfaceLive(domain: string, mac: string, tap: string): void {
+  const file = join(mkdtempSync(join(tmpdir(), 'nwf-nic-')), 'nic.xml');
+  writeFileSync(file, `<interface type='ethernet'><mac address='${mac}'/><target dev='${tap}' managed='yes'/><model type='usb-net'/></interface>`);
+  const r = virsh('attach-device', domain, file, '--live');
+  if (r.code !== 0) throw new Error(`attach-device --live ${domain}: ${r.stderr}`);
+}
+
 /** Defines an nwfilter from XML with virsh (libvirt picks a random UUID when the XML has none). */
 export function defineFilter(xml: string): void {
   const file = join(mkdtempSync(join(tmpdir(), 'nwf-filter-')), 'filter.xml');
