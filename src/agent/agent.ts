@@ -286,8 +286,13 @@ export class Agent {
   private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<void> {
     const filter = vmFilterName(name);
     const domain = known ?? (last ? this.domains.find((last as VMFilter).spec?.domain) : undefined);
-    if (domain) await this.realizer.unbind(filter, domain);
-    if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
+    if (domain) {
+      await this.realizer.unbind(filter, domain);
+      if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
+    }
+    // Without the domain (it was renamed, or this process never saw the object), garbage collection
+    // finds every interface that carries the filter, detaches it and only then undefines it: a
+    // persistent definition left pointing at a missing filter could not start.
     this.lastSeen.delete(name);
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
