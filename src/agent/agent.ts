@@ -92,9 +92,19 @@ export class Agent {
       this.lastSeen.set(name, obj);
       this.queue.add(name);
     });
-    this.o.source.onPolicyChange(() => {
+    this.o.source.onPolicyChange((kind, obj) => {
       this.index.invalidate();
-      this.enqueueAll();
+      if (kind === 'ServicePolicy') {
+        // Services shape the global filter, which every VM references.
+        this.enqueueAll();
+        return;
+      }
+      // A department reaches only its members (by the raw spec: an object that does not parse
+      // today keeps its filter and has nothing to recompile).
+      const name = obj.metadata?.name;
+      for (const vm of this.o.source.vmFilters()) {
+        if ((vm as { spec?: { department?: unknown } }).spec?.department === name) this.queue.add(vm.metadata!.name!);
+      }
     });
     this.o.libvirt.onDomainEvent((e) => this.onDomainEvent(e));
   }

@@ -17,7 +17,7 @@ export interface PolicySource {
   synced(): boolean;
   /** A VMFilter was added, changed or deleted (`obj` is its last known state). */
   onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void;
-  /** A ServicePolicy or DepartmentPolicy was added, changed or deleted. */
+  /** A ServicePolicy or DepartmentPolicy was added, deleted, or its spec changed (status-only updates are not reported). */
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -56,7 +56,24 @@ export class InformerPolicySource implements PolicySource {
   }
 
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void {
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) this.informers[kind].onChange((o) => handler(kind, o));
+    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) {
+      // The controller writes these objects' status often; only a new generation (a spec change),
+      // an addition or a deletion changes what the agent compiles.
+      const generations = new Map<string, number | undefined>();
+      const changed = (o: KubernetesObject): boolean => {
+        const name = o.metadata!.name!;
+        const seen = generations.has(name);
+        const before = generations.get(name);
+        generations.set(name, o.metadata?.generation);
+        return !seen || before !== o.metadata?.generation;
+      };
+      this.informers[kind].on('add', (o) => changed(o) && handler(kind, o));
+      this.informers[kind].on('update', (o) => changed(o) && handler(kind, o));
+      this.informers[kind].on('delete', (o) => {
+        generations.delete(o.metadata!.name!);
+        handler(kind, o);
+      });
+    }
   }
 
   async start(): Promise<void> {
