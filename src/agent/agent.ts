@@ -59,6 +59,8 @@ export class Agent {
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
   private readonly disconnectedRetries = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** VMFilters that lost a domain to an older one: decided again whenever any VMFilter changes. */
+  private readonly conflicted = new Set<string>();
   /** VMFilter name -> reason of the Applied condition this agent holds for it (vm_protection gauge). */
   private readonly reasons = new Map<string, string>();
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -89,8 +91,19 @@ export class Agent {
 
   private wire(): void {
     this.o.source.onVmFilterChange((name, obj) => {
+      const previous = this.lastSeen.get(name);
       this.lastSeen.set(name, obj);
       this.queue.add(name);
+      // Which VMFilter keeps a domain depends on the others naming it (duplicates): they are
+      // decided again when one of them appears, goes, or names another domain.
+      const refs = [domainRefOf(obj), domainRefOf(previous)];
+      for (const loser of this.conflicted) if (loser !== name) this.queue.add(loser);
+      for (const other of this.o.source.vmFilters()) {
+        const r = domainRefOf(other);
+        if (other.metadata?.name !== name && refs.some((x) => x && r && ((x.name && x.name === r.name) || (x.uuid && x.uuid === r.uuid)))) {
+          this.queue.add(other.metadata!.name!);
+        }
+      }
     });
     this.o.source.onPolicyChange((kind, obj) => {
       this.index.invalidate();
@@ -118,9 +131,8 @@ export class Agent {
     this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
     this.refreshDomains(() => {
       for (const obj of this.o.source.vmFilters()) {
-        const ref = (obj as { spec?: { domain?: { name?: unknown; uuid?: unknown } } }).spec?.domain;
-        const byUuid = typeof ref?.uuid === 'string' && ref.uuid.toLowerCase() === e.uuid.toLowerCase();
-        if (byUuid || (typeof ref?.name === 'string' && ref.name === e.name)) {
+        const ref = domainRefOf(obj);
+        if (ref && (ref.uuid === e.uuid.toLowerCase() || ref.name === e.name)) {
           this.realizer.forgetBinding(obj.metadata!.name!);
           this.queue.add(obj.metadata!.name!);
         }
@@ -152,7 +164,11 @@ export class Agent {
   }
 
   private enqueueAll(): void {
-    for (const obj of this.o.source.vmFilters()) this.queue.add(obj.metadata!.name!);
+    for (const obj of this.o.source.vmFilters()) {
+      const name = obj.metadata!.name!;
+      if (!this.lastSeen.has(name)) this.lastSeen.set(name, obj);
+      this.queue.add(name);
+    }
   }
 
   private scheduleGc(): void {
@@ -249,6 +265,8 @@ export class Agent {
   }
 
   private async realize(name: string, d: Decision): Promise<void> {
+    if (d.kind === 'conflict') this.conflicted.add(name);
+    else this.conflicted.delete(name);
     switch (d.kind) {
       case 'gone':
         return this.removeDeleted(name, this.lastSeen.get(name), undefined);
@@ -260,7 +278,7 @@ export class Agent {
         return this.release(name, d);
       case 'conflict':
         this.queue.add(d.winner);
-        await this.report(d.vm, d.reportStatus, {
+        await this.report(d.obj, d.reportStatus, {
           status: 'False',
           reason: AGENT_REASON.conflict,
           message: `VMFilter ${d.winner} (older) already protects domain ${d.domain.name}; this one is not applied. Delete one of them, or give both disjoint spec.interfaces.`,
@@ -296,13 +314,12 @@ export class Agent {
   private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<void> {
     const filter = vmFilterName(name);
     const domain = known ?? (last ? this.domains.find((last as VMFilter).spec?.domain) : undefined);
-    if (domain) {
-      await this.realizer.unbind(filter, domain);
-      if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a deleted VMFilter still in use; garbage collection will detach it');
-    }
-    // Without the domain (it was renamed, or this process never saw the object), garbage collection
-    // finds every interface that carries the filter, detaches it and only then undefines it: a
-    // persistent definition left pointing at a missing filter could not start.
+    if (domain) await this.realizer.unbind(filter, domain);
+    // Undefining is garbage collection's job: it first detaches the filter from every interface
+    // that still carries it (another domain the VMFilter named earlier, or a domain this process
+    // never saw), so no persistent definition is left pointing at a missing filter.
+    if (this.synced) await this.gc.collect();
+    else this.scheduleGc();
     this.lastSeen.delete(name);
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
@@ -312,12 +329,10 @@ export class Agent {
 
   /** The VM is another node's and its domain is not here: hand over (remove what this node had). */
   private async release(name: string, d: Extract<Decision, { kind: 'elsewhere' }>): Promise<void> {
-    const filter = vmFilterName(name);
     this.realizer.forgetBinding(name);
-    if (await this.realizer.exists(filter)) {
-      if (!(await this.realizer.undefine(filter))) this.log.warn({ filter }, 'filter of a VM that left this node is still in use; kept');
-      this.scheduleGc();
-    }
+    // Garbage collection undefines the filter unless an interface here still carries it (a domain
+    // the VMFilter named before): that interface stays protected.
+    if (await this.realizer.exists(vmFilterName(name))) this.scheduleGc();
     const where = d.vm.spec.nodeName ? `spec.nodeName is ${d.vm.spec.nodeName}` : 'no node is pinned';
     await this.report(d.vm, d.reportStatus, {
       status: 'False',
@@ -442,6 +457,16 @@ export class Agent {
     const xml = await this.o.libvirt.filterXml(vmFilterName(name)).catch(() => undefined);
     return xml !== undefined && sha256Hex(canonicalFilter(xml)) === sha256Hex(canonicalFilter(quarantineFilter(name).xml));
   }
+}
+
+/** A VMFilter's domain reference read from the raw object (it may not pass today's schema). */
+function domainRefOf(obj: KubernetesObject | undefined): { name?: string; uuid?: string } | undefined {
+  const d = (obj as { spec?: { domain?: { name?: unknown; uuid?: unknown } } } | undefined)?.spec?.domain;
+  if (!d) return undefined;
+  return {
+    ...(typeof d.name === 'string' ? { name: d.name } : {}),
+    ...(typeof d.uuid === 'string' ? { uuid: d.uuid.toLowerCase() } : {}),
+  };
 }
 
 function selectionOf(vm: VMFilter): ReadonlySet<string> | undefined {

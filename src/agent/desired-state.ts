@@ -20,7 +20,7 @@ export type Decision =
   | { kind: 'deleting'; raw: KubernetesObject; domain: DomainInfo | undefined; reportStatus: boolean }
   | { kind: 'unparseable'; raw: KubernetesObject; field: string; message: string; domain: DomainInfo | undefined; quarantine: boolean; reportStatus: boolean }
   | { kind: 'elsewhere'; vm: VMFilter; reportStatus: boolean }
-  | { kind: 'conflict'; vm: VMFilter; domain: DomainInfo; winner: string; reportStatus: boolean }
+  | { kind: 'conflict'; obj: KubernetesObject; domain: DomainInfo; winner: string; reportStatus: boolean }
   | { kind: 'protect'; vm: VMFilter; domain: DomainInfo | undefined; pinnedTo: string | undefined; quarantine: boolean; reportStatus: boolean };
 
 export interface DecisionContext {
@@ -100,6 +100,8 @@ export function decide(raw: KubernetesObject | undefined, ctx: DecisionContext):
   if (!parsed.ok) {
     // Best effort: the domain reference may still be readable. Either way nothing is removed.
     const domain = ctx.domains.find(rawDomainRef(r));
+    const winner = domain ? olderClaimant(r, domain, ctx) : undefined;
+    if (winner && domain) return { kind: 'conflict', obj: raw, domain, winner, reportStatus: true };
     return {
       kind: 'unparseable',
       raw,
@@ -118,7 +120,7 @@ export function decide(raw: KubernetesObject | undefined, ctx: DecisionContext):
     return { kind: 'elsewhere', vm, reportStatus: r.status?.nodeName === ctx.nodeName };
   }
   const winner = olderClaimant(r, domain, ctx);
-  if (winner) return { kind: 'conflict', vm, domain, winner, reportStatus: true };
+  if (winner) return { kind: 'conflict', obj: raw, domain, winner, reportStatus: true };
   // The domain is here: protect it, whatever spec.nodeName says (a domain that has not left yet
   // keeps its filter; the status says so).
   return { kind: 'protect', vm, domain, pinnedTo, quarantine: quarantineWanted(raw, ctx), reportStatus: true };

@@ -10,8 +10,8 @@ export function isOwnedFilter(f: { name: string; uuid: string }): boolean {
   return isManagedFilterName(f.name) && f.uuid.toLowerCase() === filterUuid(f.name);
 }
 
-/** The same test on a filter's XML (`<filter name=... uuid=...>`). */
+/** The same test on a filter's XML: libvirt writes the UUID as a `<uuid>` child element. */
 export function ownedFilterUuid(name: string, xml: string): boolean {
-  const m = /<filter\b[^>]*\buuid\s*=\s*(["'])([0-9a-fA-F-]{36})\1/.exec(xml);
-  return m !== null && isOwnedFilter({ name, uuid: m[2]! });
+  const m = /<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(xml);
+  return m !== null && isOwnedFilter({ name, uuid: m[1]! });
 }
