@@ -69,6 +69,8 @@ export class FakeLibvirt implements AgentLibvirt {
   private connected = true;
   private tapSeq = 0;
   private readonly failures: { op: string; kind: LibvirtErrorKind }[] = [];
+  /** Filter names whose define libvirt refuses as invalid, as long as they are listed. */
+  readonly refused = new Set<string>();
   /** Calls per method of the port. */
   readonly calls: Record<string, number> = {};
   /** Writes: define, undefine, update-device. */
@@ -112,6 +114,7 @@ export class FakeLibvirt implements AgentLibvirt {
     const doc = parser.parse(xml) as { filter?: { name?: string; uuid?: string; filterref?: { filter: string }[] } };
     const f = doc.filter;
     if (!f?.name) throw new FakeLibvirtError('invalid', 'invalid nwfilter: missing name');
+    if (this.refused.has(f.name)) throw new FakeLibvirtError('invalid', `invalid nwfilter '${f.name}': refused by the test`);
     const existing = this.filters.get(f.name);
     if (existing && f.uuid && existing.uuid !== f.uuid.toLowerCase()) throw new FakeLibvirtError('invalid', `filter '${f.name}' already exists with uuid ${existing.uuid}`);
     const refs = (f.filterref ?? []).map((r) => r.filter);
