@@ -50,6 +50,7 @@ describe('helm chart: lint and template', () => {
     const [ds] = ofKind(objs, 'DaemonSet');
     const agent = ds!.spec.template.spec.containers[0];
     expect(agent.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+    expect(agent.args).toContain('--quarantine=true');
     expect(agent.securityContext).toMatchObject({ privileged: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(ds!.spec.template.spec.volumes).toContainEqual({ name: 'libvirt-run', hostPath: { path: '/var/run/libvirt', type: 'Directory' } });
     expect(ds!.spec.template.spec.tolerations).toEqual([{ operator: 'Exists' }]);
@@ -62,7 +63,7 @@ describe('helm chart: lint and template', () => {
 
   it('renders non-default values', () => {
     const objs = render('catalog.enabled=false', 'crds.install=false', 'metrics.serviceMonitor.enabled=true', 'dashboard.enabled=true',
-      'controller.replicas=3', 'agent.tolerations[0].key=vm-host', 'agent.tolerations[0].operator=Exists', 'agent.libvirtSocketDir=/run/libvirt', 'image.tag=1.2.3');
+      'controller.replicas=3', 'agent.tolerations[0].key=vm-host', 'agent.tolerations[0].operator=Exists', 'agent.libvirtSocketDir=/run/libvirt', 'image.tag=1.2.3', 'agent.quarantine=false');
     expect(ofKind(objs, 'ServicePolicy')).toHaveLength(0);
     expect(ofKind(objs, 'CustomResourceDefinition')).toHaveLength(0);
     expect(ofKind(objs, 'ServiceMonitor')).toHaveLength(1);
@@ -74,12 +75,14 @@ describe('helm chart: lint and template', () => {
     const ds = ofKind(objs, 'DaemonSet')[0]!.spec.template.spec;
     expect(ds.tolerations).toEqual([{ key: 'vm-host', operator: 'Exists' }]);
     expect(ds.containers[0].args).toContain('--libvirt-socket=/run/libvirt/libvirt-sock');
+    expect(ds.containers[0].args).toContain('--quarantine=false');
     expect(ds.containers[0].image).toBe('ghcr.io/infinibay/nwfilter-operator:1.2.3');
   });
 
   it('refuses values the schema does not allow', () => {
     expect(helm('template', RELEASE, CHART, '--set', 'controller.replicas=0').stderr).toContain('/controller/replicas');
     expect(helm('template', RELEASE, CHART, '--set', 'agent.resyncPeriod=soon').stderr).toContain('/agent/resyncPeriod');
+    expect(helm('template', RELEASE, CHART, '--set-string', 'agent.quarantine=maybe').stderr).toContain('/agent/quarantine');
     expect(helm('template', RELEASE, CHART, '--set', 'unknown=1').stderr).toContain("additional properties 'unknown' not allowed");
   });
 });
