@@ -129,6 +129,26 @@ export class PolicyOnLab {
     return compiled;
   }
 
+  /**
+   * Defines and binds a filter tree that does not come from compilePolicy (the agent's quarantine
+   * filter, say): `filters` are referenced-first, the last one is the root; `compiled` stands for
+   * the VM the tree belongs to (its binding parameters are used).
+   */
+  async applyTree(vmName: string, filters: NwFilter[], endpoint: Endpoint, compiled: VmCompiled): Promise<void> {
+    const own = filters.map((f) => this.privateFilter(f));
+    for (const f of own) {
+      await this.client.defineFilter(renderFilterXml(f), { adoptExistingUuid: true });
+      this.defined.add(f.name);
+    }
+    const root = own.at(-1)!.name;
+    const previous = this.bound.get(vmName);
+    if (previous) await this.lab.unbind(previous.endpoint);
+    await this.lab.bind(endpoint, root, compiled.binding.parameters);
+    const map = new Map(own.map((f) => [f.name, f]));
+    const { instances, unevaluated } = instantiateTree(root, map);
+    this.bound.set(vmName, { name: vmName, endpoint, compiled, root, filters: map, instances, unevaluated });
+  }
+
   vm(name: string): BoundVm {
     const b = this.bound.get(name);
     if (!b) throw new Error(`VM ${name} is not bound`);

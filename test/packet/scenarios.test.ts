@@ -4,7 +4,7 @@
 // libvirt's instances): the kernel must agree with both. Observations 1-7 of the "enforcement
 // truth" issue each have a test here (named "regression N").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PolicyInput } from '../../src/policy/index.js';
+import { quarantineFilter, type PolicyInput } from '../../src/policy/index.js';
 import { department, service, vm } from '../helpers/builders.js';
 import type { Endpoint, Lab, Probe, Verdict } from './lab.js';
 import { PolicyOnLab, describeProbe } from './policy-on-lab.js';
@@ -331,6 +331,35 @@ describe('packet scenarios (real libvirt bindings, real sockets)', () => {
       }
     }
     await expectProbes(cases);
+    totals.scenarios++;
+  });
+
+  it("the agent's quarantine filter drops what the global defaults would allow, in both families and directions", async () => {
+    const input: PolicyInput = {
+      services: [tcpService('ssh', 22, false, true), tcpService('https', 443, true, false)],
+      departments: [],
+      vms: [vm('v1', { parameters: { ip: [vm1.ipv4] } })],
+    };
+    // Control: with an empty VMFilter the global defaults let ssh in and https out (IPv4: services
+    // do not open IPv6 yet, so IPv6 is closed either way).
+    const compiled = await fx.apply(input, { v1: vm1 }, (f) => f, { rebind: true });
+    const cases = (verdict: (open: Verdict) => Verdict): Case[] =>
+      ([4, 6] as const).flatMap((family): Case[] => [
+        [tcp(peer, vm1, 22, family), family === 4 ? verdict('open') : 'dropped'],
+        [tcp('host', vm1, 22, family), family === 4 ? verdict('open') : 'dropped'],
+        [tcp(vm1, peer, 443, family), family === 4 ? verdict('open') : 'dropped'],
+        [tcp(vm1, 'host', 443, family), family === 4 ? verdict('open') : 'dropped'],
+        [tcp(peer, vm1, 2222, family), 'dropped'],
+        [udp(vm1, peer, 53, family), 'dropped'],
+        [icmp(peer, vm1, family), 'dropped'],
+      ]);
+    await expectProbes(cases((open) => open));
+    // Quarantine: the VM's own filter name, nothing referenced, base rules and a default drop.
+    const v1 = compiled.vms.get('v1');
+    if (!v1?.ok) throw new Error('v1 did not compile');
+    await fx.applyTree('v1', [quarantineFilter('v1').filter], vm1, v1);
+    expect(fx.vm('v1').filters.size).toBe(1);
+    await expectProbes(cases(() => 'dropped'));
     totals.scenarios++;
   });
 
