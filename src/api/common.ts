@@ -75,6 +75,24 @@ export type PortRange = z.infer<typeof PortRange>;
 export const MAX_CUSTOM_RULES = 100;
 export const MAX_COMMENT_LENGTH = 200;
 
+// XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]. libxml2
+// refuses a document with anything else, so one such character in a department rule would make
+// every member's filter fail to define.
+const XML_CHARS = /^[\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]*$/u;
+export const isXmlText = (text: string): boolean => XML_CHARS.test(text);
+
+/**
+ * The API server decodes JSON into valid UTF-8 (lone surrogates become U+FFFD), so of the
+ * characters XML 1.0 forbids only the controls (refused by the pattern) and the noncharacters
+ * U+FFFE and U+FFFF can reach it; CEL's '\uFFFE' escape names them.
+ */
+const xmlText: CelRule<string> = {
+  rule: "!self.contains('\\uFFFE') && !self.contains('\\uFFFF')",
+  message: 'must contain only characters XML 1.0 allows (no U+FFFE, U+FFFF or unpaired surrogates)',
+  holds: isXmlText,
+};
+
+
 const customRuleShape = {
   action: RuleAction.describe(
     'accept, drop or reject new connections that match. Replies and related ICMP errors of accepted connections always pass.',
@@ -108,12 +126,9 @@ const customRuleShape = {
     .max(99)
     .default(50)
     .describe('Order within the level\'s priority band, 0 (first) to 99 (last). Default 50.'),
-  comment: z
-    .string()
-    .max(MAX_COMMENT_LENGTH)
-    .regex(/^[^\x00-\x1f\x7f]*$/, 'must not contain control characters')
+  comment: withCel(z.string().max(MAX_COMMENT_LENGTH).regex(/^[^\x00-\x1f\x7f]*$/, 'must not contain control characters'), [xmlText])
     .optional()
-    .describe('Free text shown in the libvirt filter (no control characters).'),
+    .describe('Free text shown in the libvirt filter (no control characters; libvirt keeps 256 bytes of UTF-8, longer text is cut with an ellipsis).'),
 };
 
 const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }> = {

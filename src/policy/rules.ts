@@ -1,7 +1,10 @@
 import type { CustomRule, RuleAction, ServicePolicySpec } from '../api/index.js';
 import type { Cidr, Level, NwRule, RuleOrigin, ServiceDirection } from './model.js';
 
-/** libvirt rejects longer comments. */
+/**
+ * libvirt keeps at most 256 bytes of a comment: measured on libvirt 9.0, a longer comment is cut at
+ * byte 256 (not refused), in the middle of a multi-byte character if one straddles the limit.
+ */
 export const MAX_LIBVIRT_COMMENT = 256;
 
 /**
@@ -13,9 +16,28 @@ function commentText(text: string): string {
   return text.startsWith('$') ? ` ${text}` : text;
 }
 
+const utf8Length = (text: string): number => Buffer.byteLength(text, 'utf8');
+const ELLIPSIS = '…';
+
+/**
+ * The comment as libvirt will store it: at most MAX_LIBVIRT_COMMENT bytes of UTF-8, cut on a
+ * character (code point) boundary and marked with an ellipsis. Clamping by UTF-16 units instead
+ * left multi-byte comments longer than libvirt keeps, so the stored filter never equalled the
+ * desired one and was redefined at every resync.
+ */
 export function clampComment(text: string): string {
   const safe = commentText(text);
-  return safe.length <= MAX_LIBVIRT_COMMENT ? safe : safe.slice(0, MAX_LIBVIRT_COMMENT - 1) + '…';
+  if (utf8Length(safe) <= MAX_LIBVIRT_COMMENT) return safe;
+  const budget = MAX_LIBVIRT_COMMENT - utf8Length(ELLIPSIS);
+  let out = '';
+  let bytes = 0;
+  for (const ch of safe) {
+    const n = utf8Length(ch);
+    if (bytes + n > budget) break;
+    out += ch;
+    bytes += n;
+  }
+  return out + ELLIPSIS;
 }
 
 export function parseCidr(text: string): Cidr {

@@ -1,5 +1,6 @@
 import { PRIORITY_MAX, PRIORITY_MIN } from './bands.js';
 import type { NwFilter, NwRule } from './model.js';
+import { isXmlText } from '../api/common.js';
 import { MAX_LIBVIRT_COMMENT } from './rules.js';
 
 export const RULE_WARNING_THRESHOLD = 50;
@@ -51,7 +52,9 @@ export function ruleProblems(rule: NwRule): string[] {
     if (!ICMP_PROTOCOLS.has(rule.protocol)) out.push(`an ICMP type is not allowed with protocol ${rule.protocol}`);
     if (!Number.isInteger(rule.icmpType) || rule.icmpType < 0 || rule.icmpType > 255) out.push(`ICMP type ${rule.icmpType} outside 0..255`);
   }
-  if (rule.comment.length > MAX_LIBVIRT_COMMENT) out.push(`comment longer than ${MAX_LIBVIRT_COMMENT} characters`);
+  if (Buffer.byteLength(rule.comment, 'utf8') > MAX_LIBVIRT_COMMENT) out.push(`comment longer than ${MAX_LIBVIRT_COMMENT} bytes (UTF-8)`);
+  // The schema refuses these; a looser CRD or a hand-made object must still never reach libvirt.
+  if (!isXmlText(rule.comment)) out.push('comment contains characters XML 1.0 forbids (such as U+FFFE, U+FFFF or a control character)');
   return out;
 }
 

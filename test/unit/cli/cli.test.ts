@@ -41,6 +41,20 @@ describe('nwfilter-operator render', () => {
     expect(r.stderr).toContain('ServicePolicy/web spec.ports[0].endPort: endPort must be greater than or equal to port');
   });
 
+  it('refuses a comment with a character XML 1.0 forbids instead of printing XML libvirt would reject', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nwf-xmlchar-'));
+    writeFileSync(
+      join(dir, 'vm.yaml'),
+      'apiVersion: nwfilter.infinibay.io/v1alpha1\nkind: VMFilter\nmetadata: {name: v}\nspec:\n  domain: {name: v}\n' +
+        '  rules: [{action: accept, direction: in, protocol: tcp, ports: [{port: 22}], comment: "ok \\uFFFF"}]\n',
+    );
+    const r = cli('render', '-f', dir, '-o', join(dir, 'out'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/comment/);
+    expect(r.stderr).toMatch(/XML 1\.0/);
+    expect(() => readdirSync(join(dir, 'out'))).toThrow();
+  });
+
   it('exits 2 when a reference does not resolve', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nwf-ref-'));
     writeFileSync(join(dir, 'vm.yaml'), 'apiVersion: nwfilter.infinibay.io/v1alpha1\nkind: VMFilter\nmetadata: {name: v}\nspec: {domain: {name: v}, department: nope}\n');
