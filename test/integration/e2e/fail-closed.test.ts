@@ -240,9 +240,8 @@ describe('fail-closed agent, end to end', () => {
     }
   });
 
-  // Fails while src/policy/rules.ts clampComment clamps to 256 *characters*: libvirt keeps only the
-  // first 256 *bytes* of a comment, so the filter it stores never matches the desired one and the
-  // agent redefines it (counting a drift repair) at every resync.
+  // libvirt keeps only the first 256 *bytes* of a comment: clamping by characters made the stored
+  // filter differ from the desired one, and the agent redefined it (a "drift repair") at every resync.
   it('fault 7: a multi-byte comment longer than 256 bytes is not redefined at every resync', async () => {
     await useAgent(SHORT);
     const name = `${P}-utf8`;
