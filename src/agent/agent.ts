@@ -7,7 +7,7 @@ import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, type Decision, type DecisionContext } from './desired-state.js';
 import { DomainCache } from './domain-cache.js';
-import { KubernetesError, RealizeError } from './errors.js';
+import { RealizeError } from './errors.js';
 import { GarbageCollector } from './garbage-collector.js';
 import type { AgentLibvirt, DomainEvent, DomainInfo } from './libvirt-port.js';
 import type { PolicySource } from './policy-source.js';
