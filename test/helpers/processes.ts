@@ -55,8 +55,17 @@ export async function startOperator(command: 'controller' | 'agent', args: strin
       return exited;
     },
     async metrics() {
-      const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
-      return r.text();
+      // A kept-alive connection the server closes as idle at the moment fetch reuses it fails with
+      // "other side closed": that is the socket, not the process, so ask again on a new one.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+          return await r.text();
+        } catch (err) {
+          if (attempt >= 3 || child.exitCode !== null || child.signalCode !== null) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
   };
   // Ready when /readyz answers 200 (informers synced, libvirt connected).
