@@ -1,7 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { DepartmentPolicy, ServicePolicy } from '../api/index.js';
-import { allSynced, createPolicyInformers, typedList, type KubeClients, type PolicyInformers } from '../kube/index.js';
+import { allSynced, createPolicyInformers, onSpecChange, typedList, type KubeClients, type PolicyInformers } from '../kube/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 
 /**
@@ -56,24 +56,8 @@ export class InformerPolicySource implements PolicySource {
   }
 
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void {
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) {
-      // The controller writes these objects' status often; only a new generation (a spec change),
-      // an addition or a deletion changes what the agent compiles.
-      const generations = new Map<string, number | undefined>();
-      const changed = (o: KubernetesObject): boolean => {
-        const name = o.metadata!.name!;
-        const seen = generations.has(name);
-        const before = generations.get(name);
-        generations.set(name, o.metadata?.generation);
-        return !seen || before !== o.metadata?.generation;
-      };
-      this.informers[kind].on('add', (o) => changed(o) && handler(kind, o));
-      this.informers[kind].on('update', (o) => changed(o) && handler(kind, o));
-      this.informers[kind].on('delete', (o) => {
-        generations.delete(o.metadata!.name!);
-        handler(kind, o);
-      });
-    }
+    // Only a new generation, an addition or a deletion changes what the agent compiles.
+    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) onSpecChange(this.informers[kind], (o) => handler(kind, o));
   }
 
   async start(): Promise<void> {

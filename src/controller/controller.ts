@@ -7,6 +7,7 @@ import {
   StatusWriter,
   WorkQueue,
   instrumentedQueue,
+  onSpecChange,
   allSynced,
   createPolicyInformers,
   findCondition,
@@ -72,25 +73,40 @@ export class Controller {
   }
 
   private wire(): void {
-    const enqueueAggregates = (): void => {
-      for (const d of this.informers.DepartmentPolicy.list()) this.queue.addAfter(`DepartmentPolicy/${d.metadata!.name}`, this.o.coalesceMs);
-      for (const s of this.informers.ServicePolicy.list()) this.queue.addAfter(`ServicePolicy/${s.metadata!.name}`, this.o.coalesceMs);
-    };
-    const allVms = (): void => {
-      for (const v of this.informers.VMFilter.list()) this.queue.add(`VMFilter/${v.metadata!.name}`);
-    };
+    const vmKey = (o: KubernetesObject): string => `VMFilter/${o.metadata!.name}`;
+    const departmentOf = (o: KubernetesObject | undefined): unknown => (o as { spec?: { department?: unknown } } | undefined)?.spec?.department;
+    /** VMFilter name -> the department it named when last seen, to update the one it left. */
+    const lastDepartment = new Map<string, unknown>();
     this.informers.VMFilter.onChange((o) => {
-      this.queue.add(`VMFilter/${o.metadata!.name}`);
-      enqueueAggregates();
+      const name = o.metadata!.name!;
+      this.queue.add(vmKey(o));
+      // A VM counts in its department's status (and in the one it left) and in the status of
+      // every service it effectively allows: only those aggregates are recomputed, coalesced.
+      for (const d of new Set([departmentOf(o), lastDepartment.get(name)])) {
+        if (typeof d === 'string') this.queue.addAfter(`DepartmentPolicy/${d}`, this.o.coalesceMs);
+      }
+      for (const svc of this.informers.ServicePolicy.list()) this.queue.addAfter(`ServicePolicy/${svc.metadata!.name}`, this.o.coalesceMs);
+      if (this.informers.VMFilter.get(name)) lastDepartment.set(name, departmentOf(o));
+      else lastDepartment.delete(name);
     });
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) {
-      this.informers[kind].onChange((o) => {
-        this.index.invalidate();
-        this.queue.add(`${kind}/${o.metadata!.name}`);
-        allVms();
-      });
-    }
+    // Status-only updates (the controller's own writes among them) change nothing compiled.
+    onSpecChange(this.informers.DepartmentPolicy, (o) => {
+      this.index.invalidate();
+      this.queue.add(`DepartmentPolicy/${o.metadata!.name}`);
+      for (const v of this.informers.VMFilter.list()) if (departmentOf(v) === o.metadata!.name) this.queue.add(vmKey(v));
+    });
+    onSpecChange(this.informers.ServicePolicy, (o) => {
+      this.index.invalidate();
+      this.queue.add(`ServicePolicy/${o.metadata!.name}`);
+      // Services shape the global filter and every VM's effective services.
+      for (const v of this.informers.VMFilter.list()) this.queue.add(vmKey(v));
+    });
     for (const kind of ['ServicePolicy', 'DepartmentPolicy', 'VMFilter'] as const) {
+      // Maps keyed by objects forget them when they go (10,000 VMs come and go over a day).
+      this.informers[kind].on('delete', (o) => {
+        this.status.forget(kind, o.metadata!.name!, o.metadata?.uid);
+        if (kind === 'VMFilter') this.index.forgetVm(o.metadata!.name!);
+      });
       this.informers[kind].onResync((objs) => objs.forEach((o) => this.queue.add(`${kind}/${o.metadata!.name}`)));
     }
   }

@@ -9,3 +9,4 @@ export * from './events.js';
 export * from './typed.js';
 export * from './finalizers.js';
 export * from './policy-informers.js';
+export * from './spec-changes.js';
