@@ -2,14 +2,15 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 
-/** Go-style durations such as 30s, 5m, 1h, 250ms. */
+/** Go-style durations: 30s, 5m, 1h, 250ms, and sums of them such as 1m30s or 1h15m. */
 export const Duration = z
   .string()
-  .regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as 30s, 5m or 1h')
+  .regex(/^(\d+(ms|s|m|h))+$/, 'must be a duration such as 30s, 5m, 1h or 1m30s')
   .transform((s) => {
-    const n = Number(s.match(/^\d+/)![0]);
-    const unit = s.slice(String(n).length);
-    return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as Record<string, number>)[unit]!;
+    const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+    let total = 0;
+    for (const m of s.matchAll(/(\d+)(ms|s|m|h)/g)) total += Number(m[1]) * unit[m[2]!]!;
+    return total;
   });
 
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
@@ -17,42 +18,55 @@ const Addr = z.string().regex(/^([\w.-]*):(\d{1,5})$/, 'must be [host]:port, e.g
 const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
 export const ControllerConfig = z.object({
-  kubeconfig: z.string().optional(),
-  metricsAddr: Addr.default(':8080'),
-  healthAddr: Addr.default(':8081'),
-  leaderElect: Bool.prefault(true),
-  leaderElectionNamespace: z.string().min(1).default('default'),
-  leaderElectionId: z.string().min(1).default('nwfilter-operator-controller'),
-  leaseDuration: Duration.prefault('15s'),
-  renewDeadline: Duration.prefault('10s'),
-  retryPeriod: Duration.prefault('2s'),
-  identity: z.string().min(1),
-  resyncPeriod: Duration.prefault('10m'),
-  statusCoalesce: Duration.prefault('1s'),
-  logLevel: LogLevel.default('info'),
+  kubeconfig: z.string().optional().describe('kubeconfig file; default: in-cluster config, then $KUBECONFIG'),
+  metricsAddr: Addr.default(':8080').describe('[host]:port of /metrics'),
+  healthAddr: Addr.default(':8081').describe('[host]:port of /healthz and /readyz'),
+  leaderElect: Bool.prefault(true).describe('run only while holding the Lease (one active replica)'),
+  leaderElectionNamespace: z.string().min(1).default('default').describe('namespace of the Lease (default $POD_NAMESPACE, else default)'),
+  leaderElectionId: z.string().min(1).default('nwfilter-operator-controller').describe('name of the Lease'),
+  leaseDuration: Duration.prefault('15s').describe('how long a Lease that stopped changing is respected'),
+  renewDeadline: Duration.prefault('10s').describe('the leader steps down when it could not renew for this long'),
+  retryPeriod: Duration.prefault('2s').describe('time between Lease attempts'),
+  identity: z.string().min(1).describe('this replica in the Lease (default $POD_NAME, else host-pid)'),
+  resyncPeriod: Duration.prefault('10m').describe('full pass over every object'),
+  statusCoalesce: Duration.prefault('1s').describe('department and service status is written at most once per this period'),
+  logLevel: LogLevel.default('info').describe('trace, debug, info, warn, error, fatal or silent'),
 });
 export type ControllerConfig = z.infer<typeof ControllerConfig>;
 
 export const AgentConfig = z.object({
-  kubeconfig: z.string().optional(),
-  nodeName: z.string().min(1), // also from env NODE_NAME (downward API)
-  libvirtSocket: z.string().min(1).default('/var/run/libvirt/libvirt-sock'),
+  kubeconfig: z.string().optional().describe('kubeconfig file; default: in-cluster config, then $KUBECONFIG'),
+  nodeName: z.string().min(1).describe('this node (required; default $NODE_NAME, the downward API)'),
+  libvirtSocket: z.string().min(1).default('/var/run/libvirt/libvirt-sock').describe("libvirtd's read-write unix socket"),
   // The driver whose domains this agent protects (qemu:///system, lxc:///system, ...). Filters are the
   // nwfilter driver's, shared by every driver of the daemon.
   libvirtUri: z
     .string()
     .regex(/^[a-z][a-z0-9+.-]*:\/\/\S*$/, 'must be a libvirt URI such as qemu:///system or lxc:///system')
-    .default('qemu:///system'),
-  metricsAddr: Addr.default(':9090'),
-  healthAddr: Addr.default(':9091'),
-  resyncPeriod: Duration.prefault('5m'),
-  concurrency: z.coerce.number().int().min(1).max(64).default(4),
+    .default('qemu:///system')
+    .describe('the libvirt driver whose domains are protected (qemu:///system, lxc:///system, ...)'),
+  metricsAddr: Addr.default(':9090').describe('[host]:port of /metrics'),
+  healthAddr: Addr.default(':9091').describe('[host]:port of /healthz and /readyz'),
+  resyncPeriod: Duration.prefault('5m').describe('full re-verification against libvirt (drift repair, hot-plug on LXC, garbage collection)'),
+  concurrency: z.coerce.number().int().min(1).max(64).default(4).describe('VMs applied at the same time'),
   // A domain whose VMFilter cannot be compiled and that carries no filter of ours yet gets a
   // drop-all filter until it compiles (docs/status.md, Quarantined).
-  quarantine: Bool.prefault(true),
-  logLevel: LogLevel.default('info'),
+  quarantine: Bool.prefault(true).describe('drop all IP traffic of a domain whose VMFilter cannot be compiled yet'),
+  logLevel: LogLevel.default('info').describe('trace, debug, info, warn, error, fatal or silent'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/** `--flag <default>  description` lines for a command's help, from its schema. */
+export function flagHelp(schema: z.ZodObject): string[] {
+  const rows = Object.entries(schema.shape).map(([key, field]) => {
+    const f = field as z.ZodType & { _zod: { def: { type: string; defaultValue?: unknown } } };
+    const def = f._zod.def;
+    const fallback = def.type === 'default' || def.type === 'prefault' ? ` (default ${String(def.defaultValue)})` : '';
+    return [`--${camelToFlag(key)}`, `${f.description ?? ''}${fallback}; env ${camelToEnv(key)}`] as const;
+  });
+  const width = Math.max(...rows.map(([flag]) => flag.length));
+  return rows.map(([flag, text]) => `  ${flag.padEnd(width)}  ${text}`);
+}
 
 const camelToFlag = (k: string): string => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const camelToEnv = (k: string): string => 'NWF_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();

@@ -3,11 +3,53 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { outputPath } from '../../../src/cli/render.js';
+import { AgentConfig, ControllerConfig } from '../../../src/runtime/config.js';
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+describe('nwfilter-operator help and version', () => {
+  it.each([
+    ['controller', ControllerConfig],
+    ['agent', AgentConfig],
+  ] as const)('%s --help exits 0 and documents every flag with its environment variable', (command, schema) => {
+    const r = cli(command, '--help');
+    expect(r.code).toBe(0);
+    for (const key of Object.keys(schema.shape)) {
+      const flag = '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+      expect(r.stdout, flag).toMatch(new RegExp(`^  ${flag}\\s+\\S.*env NWF_`, 'm'));
+    }
+  });
+
+  it('render and explain have --help too; --version prints the package version', () => {
+    for (const command of ['render', 'explain']) {
+      const r = cli(command, '-h');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`usage: nwfilter-operator ${command}`);
+      expect(r.stdout).toContain('--file');
+    }
+    const v = cli('--version');
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(`nwfilter-operator ${JSON.parse(readFileSync('package.json', 'utf8')).version}`);
+  });
+
+  it('an unknown option names it once and points to --help', () => {
+    const r = cli('controller', '--bogus');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error: Unknown option '--bogus'/);
+    expect(r.stderr).not.toMatch(/error:.*error:/);
+    expect(r.stderr).toContain('--help');
+  });
+
+  it('render refuses a filter name that would be written outside -o', () => {
+    expect(outputPath('/tmp/out', 'nwf-vm-a')).toBe('/tmp/out/nwf-vm-a.xml');
+    expect(() => outputPath('/tmp/out', '../escape')).toThrow(/outside/);
+    expect(() => outputPath('/tmp/out', 'a/b')).toThrow(/outside/);
+  });
+});
 
 describe('nwfilter-operator render', () => {
   it('writes one XML file per filter for the examples', () => {

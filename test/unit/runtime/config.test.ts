@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfig, ConfigError, ControllerConfig, agentFallbacks, controllerFallbacks, loadConfig } from '../../../src/runtime/config.js';
+import { AgentConfig, ConfigError, Duration, ControllerConfig, agentFallbacks, controllerFallbacks, loadConfig } from '../../../src/runtime/config.js';
 import { parseAddr } from '../../../src/runtime/http-server.js';
 
 describe('configuration', () => {
@@ -33,5 +33,15 @@ describe('configuration', () => {
     expect(parseAddr(':8080')).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(parseAddr('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
     expect(() => parseAddr('nope')).toThrow(/invalid address/);
+  });
+});
+
+describe('Duration', () => {
+  it('takes Go-style sums of units', () => {
+    expect(Duration.parse('250ms')).toBe(250);
+    expect(Duration.parse('1m30s')).toBe(90_000);
+    expect(Duration.parse('1h15m')).toBe(4_500_000);
+    expect(Duration.parse('2s500ms')).toBe(2_500);
+    for (const bad of ['1m30', '30', 'soon', '1.5m', '']) expect(Duration.safeParse(bad).success, bad).toBe(false);
   });
 });
