@@ -13,7 +13,7 @@ import { Shutdown } from '../runtime/shutdown.js';
 export async function runAgent(argv: string[]): Promise<number> {
   const config = loadConfig(AgentConfig, argv, process.env, agentFallbacks(process.env));
   const log = createLogger(config.logLevel, 'agent').child({ node: config.nodeName });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ component: 'agent' });
   const shutdown = new Shutdown(log);
   shutdown.installSignalHandlers();
 

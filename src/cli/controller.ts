@@ -11,7 +11,7 @@ import { Shutdown } from '../runtime/shutdown.js';
 export async function runController(argv: string[]): Promise<number> {
   const config = loadConfig(ControllerConfig, argv, process.env, controllerFallbacks(process.env));
   const log = createLogger(config.logLevel, 'controller');
-  const metrics = createMetrics();
+  const metrics = createMetrics({ component: 'controller' });
   const shutdown = new Shutdown(log);
   shutdown.installSignalHandlers();
 

@@ -14,7 +14,7 @@ export const Duration = z
   });
 
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
-const Addr = z.string().regex(/^([\w.-]*):(\d{1,5})$/, 'must be [host]:port, e.g. :8080');
+const Addr = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[\w.-]*):(\d{1,5})$/, 'must be [host]:port, e.g. :8080, 127.0.0.1:8080 or [::]:8080');
 const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
 export const ControllerConfig = z.object({

@@ -9,11 +9,16 @@ export interface Probe {
   ready(): boolean;
 }
 
-export function parseAddr(addr: string): { host: string; port: number } {
+/**
+ * `[host]:port`: `:8080` (every address: IPv6 and IPv4 where the host has both), `127.0.0.1:8080`,
+ * `[::]:8080`, `[::1]:8080`. An IPv6-only cluster needs the bracketed forms or the empty host.
+ */
+export function parseAddr(addr: string): { host: string | undefined; port: number } {
   const i = addr.lastIndexOf(':');
-  const host = i > 0 ? addr.slice(0, i) : '0.0.0.0';
+  let host: string | undefined = i > 0 ? addr.slice(0, i) : undefined;
+  if (host?.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   const port = Number(addr.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid address "${addr}": expected [host]:port`);
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535 || host === '') throw new Error(`invalid address "${addr}": expected [host]:port`);
   return { host, port };
 }
 
@@ -46,10 +51,12 @@ export async function startHttpServer(addr: string, registry: Registry, probe: P
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    // No host: Node listens on :: with IPv4 mapped in (dual stack), or on 0.0.0.0 without IPv6.
+    if (host === undefined) server.listen(port, () => resolve());
+    else server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as { port: number }).port;
-  log.info({ addr: `${host}:${bound}` }, 'serving /metrics, /healthz, /readyz');
+  log.info({ addr: `${host?.includes(':') ? `[${host}]` : (host ?? '')}:${bound}` }, 'serving /metrics, /healthz, /readyz');
   return { server, port: bound };
 }
 
