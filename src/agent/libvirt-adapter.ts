@@ -40,7 +40,10 @@ export async function connectAgentLibvirt(o: { socketPath: string; uri: string; 
     listFilters: () => client.listFilters(),
     filterXml: (name) => client.filterXmlIfExists(name),
     defineFilter: async (xml) => {
-      await client.defineFilter(xml);
+      // Never take over the UUID of a filter of the same name: that filter is not ours (ours carry
+      // the UUID derived from their name), and overwriting it would break the ownership promise.
+      // libvirt's refusal becomes Applied=False/InvalidFilter.
+      await client.defineFilter(xml, { adoptExistingUuid: false });
     },
     undefineFilter: (name) => client.undefineFilter(name),
     listDomains: async () => (await client.listDomains()).map((d) => ({ name: d.name, uuid: d.uuid, active: d.active, persistent: d.persistent })),

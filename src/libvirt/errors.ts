@@ -41,10 +41,14 @@ export function isInUse(err: unknown): boolean {
   return e !== undefined && e.code === ErrorCode.operationInvalid && /\bin use\b/i.test(e.message);
 }
 
-/** Define of an existing name with another UUID: VIR_ERR_OPERATION_FAILED "already exists with uuid". */
+/**
+ * A name/UUID clash, both ways: define of an existing name with another UUID ("already exists with
+ * uuid") or of a new name with another filter's UUID ("same UUID but different name"), both
+ * VIR_ERR_OPERATION_FAILED.
+ */
 export function isUuidMismatch(err: unknown): boolean {
   const e = asLibvirt(err);
-  return e !== undefined && e.code === ErrorCode.operationFailed && /already exists with uuid/i.test(e.message);
+  return e !== undefined && e.code === ErrorCode.operationFailed && /already exists with uuid|same UUID but different name/i.test(e.message);
 }
 
 /** Define that would create a reference cycle: VIR_ERR_OPERATION_FAILED "filter would introduce a loop". */
@@ -59,7 +63,8 @@ export function isLoop(err: unknown): boolean {
  */
 export function isInvalidXml(err: unknown): boolean {
   const e = asLibvirt(err);
-  return e !== undefined && ([ErrorCode.xmlInvalidSchema, ErrorCode.xmlError, ErrorCode.invalidNwfilter] as number[]).includes(e.code);
+  // xmlDetail (35) is what libxml2's parse errors come as ("Premature end of data in tag ...").
+  return e !== undefined && ([ErrorCode.xmlInvalidSchema, ErrorCode.xmlError, ErrorCode.xmlDetail, ErrorCode.invalidNwfilter] as number[]).includes(e.code);
 }
 
 export function isDisconnected(err: unknown): boolean {

@@ -48,6 +48,7 @@ export const ErrorCode = {
   noSupport: 3,
   operationFailed: 9,
   xmlError: 27,
+  xmlDetail: 35,
   systemError: 38,
   rpc: 39,
   noDomain: 42,

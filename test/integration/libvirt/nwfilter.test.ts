@@ -84,6 +84,10 @@ describe('define, read, undefine', () => {
     expect(err).toMatchObject({ code: ErrorCode.operationFailed, domain: ErrorDomain.nwfilter, procedure: 'nwfilter-define' });
     expect([isNotFound(err), isInUse(err), isLoop(err), isInvalidXml(err)]).toEqual([false, false, false, false]);
     expect((await client.defineFilter(filterXml(name, undefined, other))).uuid).toBe(first.uuid);
+    // the other way round: a new name with an existing filter's UUID
+    const clash = await rejection(client.defineFilter(filterXml(`${name}-2`, undefined, first.uuid), { adoptExistingUuid: false }));
+    expect(isUuidMismatch(clash)).toBe(true);
+    expect(await client.filterXmlIfExists(`${name}-2`)).toBeUndefined();
   });
 });
 
@@ -121,6 +125,10 @@ describe('errors the agent handles', () => {
     expect(isInvalidXml(bad)).toBe(true);
     expect([isNotFound(bad), isInUse(bad), isUuidMismatch(bad), isLoop(bad)]).toEqual([false, false, false, false]);
     expect(await client.filterXmlIfExists(`${P}-bad`)).toBeUndefined();
+    // not even well-formed: libxml2's parse error comes as VIR_ERR_XML_DETAIL
+    const malformed = await rejection(client.defineFilter(`<filter name='${P}-malformed' chain='root'><rule action='accept'`));
+    expect(malformed).toMatchObject({ code: ErrorCode.xmlDetail });
+    expect(isInvalidXml(malformed)).toBe(true);
     // priority 5000 is out of range: without VALIDATE libvirt would store 500
     const range = await rejection(client.defineFilter(filterXml(`${P}-prio`, "<rule action='accept' direction='in' priority='5000'><tcp/></rule>")));
     expect(isInvalidXml(range)).toBe(true);

@@ -133,6 +133,21 @@ describe('Agent error handling', () => {
     }
   });
 
+  it("never overwrites a user's filter that has the VM filter's name (another UUID): InvalidFilter, the user's filter untouched", async () => {
+    const { lv, source, agent } = await setup();
+    try {
+      const users = `<filter name='${vmFilterName('mine')}' chain='root'><uuid>6b1f1a8e-8f8e-4c4b-9a0e-1d2c3b4a5f60</uuid><rule action='accept' direction='out' priority='1'><all/></rule></filter>`;
+      await lv.defineFilter(users);
+      source.put('VMFilter', { metadata: { name: 'mine' }, spec: { domain: { name: 'd' } } });
+      await settle(agent);
+      expect(source.applied('mine')).toMatchObject({ status: 'False', reason: 'InvalidFilter' });
+      expect(lv.filterXmlSync(vmFilterName('mine'))).toBe(users);
+      expect(lv.interfacesOf(lv.listDomainsSync()[0]!.uuid, 'config')[0]!.filterref).toBeUndefined();
+    } finally {
+      await agent.stop();
+    }
+  });
+
   it('quarantines a new domain whose VMFilter names a missing department, and lifts it when the department appears', async () => {
     const { lv, source, agent } = await setup();
     try {
