@@ -5,7 +5,7 @@ import { instrumentedQueue, type HandlerResult, type WorkQueue } from '../kube/i
 import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName, type VmCompiled } from '../policy/index.js';
 import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
-import { decide, type Decision, type DecisionContext } from './desired-state.js';
+import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
 import { DomainCache } from './domain-cache.js';
 import { RealizeError } from './errors.js';
 import { GarbageCollector } from './garbage-collector.js';
@@ -96,10 +96,10 @@ export class Agent {
       this.queue.add(name);
       // Which VMFilter keeps a domain depends on the others naming it (duplicates): they are
       // decided again when one of them appears, goes, or names another domain.
-      const refs = [domainRefOf(obj), domainRefOf(previous)];
+      const refs = [rawDomainRef(obj), rawDomainRef(previous)];
       for (const loser of this.conflicted) if (loser !== name) this.queue.add(loser);
       for (const other of this.o.source.vmFilters()) {
-        const r = domainRefOf(other);
+        const r = rawDomainRef(other);
         if (other.metadata?.name !== name && refs.some((x) => x && r && ((x.name && x.name === r.name) || (x.uuid && x.uuid === r.uuid)))) {
           this.queue.add(other.metadata!.name!);
         }
@@ -131,7 +131,7 @@ export class Agent {
     this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
     this.refreshDomains(() => {
       for (const obj of this.o.source.vmFilters()) {
-        const ref = domainRefOf(obj);
+        const ref = rawDomainRef(obj);
         if (ref && (ref.uuid === e.uuid.toLowerCase() || ref.name === e.name)) {
           this.realizer.forgetBinding(obj.metadata!.name!);
           this.queue.add(obj.metadata!.name!);
@@ -457,16 +457,6 @@ export class Agent {
     const xml = await this.o.libvirt.filterXml(vmFilterName(name)).catch(() => undefined);
     return xml !== undefined && sha256Hex(canonicalFilter(xml)) === sha256Hex(canonicalFilter(quarantineFilter(name).xml));
   }
-}
-
-/** A VMFilter's domain reference read from the raw object (it may not pass today's schema). */
-function domainRefOf(obj: KubernetesObject | undefined): { name?: string; uuid?: string } | undefined {
-  const d = (obj as { spec?: { domain?: { name?: unknown; uuid?: unknown } } } | undefined)?.spec?.domain;
-  if (!d) return undefined;
-  return {
-    ...(typeof d.name === 'string' ? { name: d.name } : {}),
-    ...(typeof d.uuid === 'string' ? { uuid: d.uuid.toLowerCase() } : {}),
-  };
 }
 
 function selectionOf(vm: VMFilter): ReadonlySet<string> | undefined {

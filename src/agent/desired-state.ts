@@ -34,12 +34,13 @@ export interface DecisionContext {
 
 type RawVm = KubernetesObject & { spec?: { domain?: { name?: unknown; uuid?: unknown }; nodeName?: unknown; interfaces?: unknown }; status?: VMFilter['status'] };
 
-function rawDomainRef(raw: RawVm): { name?: string; uuid?: string } | undefined {
-  const d = raw.spec?.domain;
+/** A VMFilter's domain reference read from the raw object (it may not pass today's schema); UUIDs lowercased. */
+export function rawDomainRef(raw: KubernetesObject | undefined): { name?: string; uuid?: string } | undefined {
+  const d = (raw as RawVm | undefined)?.spec?.domain;
   if (!d || typeof d !== 'object') return undefined;
   return {
     ...(typeof d.name === 'string' ? { name: d.name } : {}),
-    ...(typeof d.uuid === 'string' ? { uuid: d.uuid } : {}),
+    ...(typeof d.uuid === 'string' ? { uuid: d.uuid.toLowerCase() } : {}),
   };
 }
 
