@@ -60,6 +60,7 @@ export function crdFor(info: KindInfo): Record<string, unknown> {
           storage: true,
           subresources: { status: {} },
           additionalPrinterColumns: info.printerColumns,
+          ...(info.selectableFields ? { selectableFields: info.selectableFields } : {}),
           schema: {
             openAPIV3Schema: {
               type: 'object',

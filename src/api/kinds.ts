@@ -1,7 +1,25 @@
 import type { z } from 'zod';
-import { DepartmentPolicySpec, DepartmentPolicyStatus } from './department-policy.js';
-import { ServicePolicySpec, ServicePolicyStatus } from './service-policy.js';
-import { VMFilterSpec, VMFilterStatus } from './vm-filter.js';
+import { DepartmentPolicy, DepartmentPolicySpec, DepartmentPolicyStatus } from './department-policy.js';
+import { ServicePolicy, ServicePolicySpec, ServicePolicyStatus } from './service-policy.js';
+import { VMFilter, VMFilterSpec, VMFilterStatus } from './vm-filter.js';
+
+/**
+ * The one registry of our kinds: the object schema of each. Kind names, object types, the CRDs
+ * (KINDS below), manifest parsing and the typed caches are all derived from it.
+ */
+export const KIND_SCHEMAS = { ServicePolicy, DepartmentPolicy, VMFilter } as const;
+export type KindName = keyof typeof KIND_SCHEMAS;
+/** The validated object type of a kind. */
+export type ObjectOf<K extends KindName> = z.infer<(typeof KIND_SCHEMAS)[K]>;
+export const KIND_NAMES = Object.keys(KIND_SCHEMAS) as KindName[];
+
+export function isKindName(kind: unknown): kind is KindName {
+  return typeof kind === 'string' && Object.hasOwn(KIND_SCHEMAS, kind);
+}
+
+export interface SelectableField {
+  jsonPath: string;
+}
 
 export interface PrinterColumn {
   name: string;
@@ -13,7 +31,7 @@ export interface PrinterColumn {
 
 /** Everything the CRD generator and the kube clients need to know about one kind. */
 export interface KindInfo {
-  kind: 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter';
+  kind: KindName;
   plural: string;
   singular: string;
   shortNames: string[];
@@ -21,6 +39,8 @@ export interface KindInfo {
   spec: z.ZodType;
   status: z.ZodType;
   printerColumns: PrinterColumn[];
+  /** Fields list and watch requests may select on (`fieldSelector`), besides metadata.name. */
+  selectableFields?: SelectableField[];
 }
 
 export const CATEGORY = 'nwfilter';
@@ -85,5 +105,12 @@ export const KINDS: readonly KindInfo[] = [
       { name: 'Hash', type: 'string', jsonPath: '.status.appliedHash', priority: 1 },
       age,
     ],
+    // Each node's agent watches only the VMFilters pinned to its node, the unpinned ones and the
+    // ones it holds (docs/architecture.md, "What an agent watches").
+    selectableFields: [{ jsonPath: '.spec.nodeName' }, { jsonPath: '.status.nodeName' }],
   },
 ];
+
+export function kindInfo(kind: KindName): KindInfo {
+  return KINDS.find((k) => k.kind === kind)!;
+}

@@ -1,9 +1,10 @@
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { API_VERSION } from './common.js';
-import { DepartmentPolicy } from './department-policy.js';
-import { ServicePolicy } from './service-policy.js';
-import { VMFilter } from './vm-filter.js';
+import type { DepartmentPolicy } from './department-policy.js';
+import { KIND_NAMES, KIND_SCHEMAS, isKindName, type KindName } from './kinds.js';
+import type { ServicePolicy } from './service-policy.js';
+import type { VMFilter } from './vm-filter.js';
 
 export interface ManifestError {
   source: string;
@@ -21,8 +22,7 @@ export interface ParsedManifests {
   errors: ManifestError[];
 }
 
-const SCHEMAS = { ServicePolicy, DepartmentPolicy, VMFilter } as const;
-type Kind = keyof typeof SCHEMAS;
+type Kind = KindName;
 
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -35,18 +35,19 @@ export function parseResource(source: string, raw: unknown): { kind: Kind; value
   const obj = (raw ?? {}) as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown } };
   const kind = typeof obj.kind === 'string' ? obj.kind : undefined;
   const name = typeof obj.metadata?.name === 'string' ? obj.metadata.name : undefined;
-  if (kind === undefined || !(kind in SCHEMAS)) {
-    return { source, ...(kind ? { kind } : {}), ...(name ? { name } : {}), message: `unsupported kind "${kind ?? '(none)'}": expected ServicePolicy, DepartmentPolicy or VMFilter` };
+  if (!isKindName(kind)) {
+    const expected = `${KIND_NAMES.slice(0, -1).join(', ')} or ${KIND_NAMES.at(-1)}`;
+    return { source, ...(kind ? { kind } : {}), ...(name ? { name } : {}), message: `unsupported kind "${kind ?? '(none)'}": expected ${expected}` };
   }
   if (obj.apiVersion !== API_VERSION) {
     return { source, kind, ...(name ? { name } : {}), field: 'apiVersion', message: `apiVersion must be ${API_VERSION}` };
   }
-  const result = (SCHEMAS[kind as Kind] as z.ZodType).safeParse(raw);
+  const result = (KIND_SCHEMAS[kind] as z.ZodType).safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     return { source, kind, ...(name ? { name } : {}), field: formatPath(issue.path), message: issue.message };
   }
-  return { kind: kind as Kind, value: result.data };
+  return { kind, value: result.data };
 }
 
 /** Parses multi-document YAML; every document must be one of our three kinds. */

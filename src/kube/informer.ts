@@ -1,4 +1,4 @@
-import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Backoff, type BackoffPolicy } from '../runtime/backoff.js';
 
@@ -7,6 +7,13 @@ export interface InformerOptions<T extends KubernetesObject> {
   kc: KubeConfig;
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /** Restricts list and watch (the `list` function must pass the same selector). */
+  fieldSelector?: string;
+  /**
+   * Applied in place to every object before it is handed to handlers and kept in the cache (as
+   * client-go's SetTransform): e.g. dropping metadata.managedFields, which nothing here reads.
+   */
+  transform?: (obj: T) => void;
   log: Logger;
   /** Periodic callback with the whole cache, so that missed work is picked up (0 = never). */
   resyncMs?: number;
@@ -24,7 +31,7 @@ type Handler<T> = (obj: T) => void;
  * reports when the first list has synced, and calls a resync handler periodically.
  */
 export class ResilientInformer<T extends KubernetesObject> {
-  private readonly informer: ReturnType<typeof makeInformer<T>>;
+  private readonly informer: ListWatch<T>;
   private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[], resync: [] as ((all: readonly T[]) => void)[] };
   private readonly backoff: Backoff;
   private errorCount = 0;
@@ -35,10 +42,18 @@ export class ResilientInformer<T extends KubernetesObject> {
   private syncWaiters: (() => void)[] = [];
 
   constructor(private readonly options: InformerOptions<T>) {
-    this.informer = makeInformer<T>(options.kc, options.path, options.list);
+    this.informer = new ListWatch<T>(options.path, new Watch(options.kc), options.list, false, undefined, options.fieldSelector);
     this.backoff = new Backoff(options.backoff ?? { baseMs: 500, maxMs: 30_000 });
-    this.informer.on('add', (o) => this.handlers.add.forEach((h) => h(o)));
-    this.informer.on('update', (o) => this.handlers.update.forEach((h) => h(o)));
+    // The cache holds the very object passed to these callbacks, so the transform shrinks the cache too.
+    const transform = options.transform ?? (() => undefined);
+    this.informer.on('add', (o) => {
+      transform(o);
+      this.handlers.add.forEach((h) => h(o));
+    });
+    this.informer.on('update', (o) => {
+      transform(o);
+      this.handlers.update.forEach((h) => h(o));
+    });
     this.informer.on('delete', (o) => this.handlers.delete.forEach((h) => h(o)));
     this.informer.on('error', (err) => this.scheduleRestart(err));
   }

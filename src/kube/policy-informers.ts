@@ -1,6 +1,6 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION, type DepartmentPolicy, type ServicePolicy, type VMFilter } from '../api/index.js';
+import { GROUP, VERSION, type ObjectOf } from '../api/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { KubeClients } from './client.js';
 import { ResilientInformer } from './informer.js';
@@ -9,29 +9,58 @@ import { parseObject } from './typed.js';
 
 export type PolicyInformers = { [K in KindName]: ResilientInformer<KubernetesObject> };
 
-type TypeOf<K extends KindName> = K extends 'ServicePolicy' ? ServicePolicy : K extends 'DepartmentPolicy' ? DepartmentPolicy : VMFilter;
 
 /** One informer per kind of ours, as both the controller and the agent watch them. */
 export function createPolicyInformers(clients: KubeClients, log: Logger, metrics: Metrics, resyncMs = 0): PolicyInformers {
-  const make = (kind: KindName) =>
-    new ResilientInformer<KubernetesObject>({
-      name: kind,
-      kc: clients.kc,
-      path: collectionPath(kind),
-      list: () => clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo(kind).plural }) as Promise<KubernetesListObject<KubernetesObject>>,
-      log,
-      resyncMs,
-      onRestart: () => metrics.informerRestarts.inc({ kind }),
-    });
-  return { ServicePolicy: make('ServicePolicy'), DepartmentPolicy: make('DepartmentPolicy'), VMFilter: make('VMFilter') };
+  return {
+    ServicePolicy: kindInformer(clients, 'ServicePolicy', log, metrics, { resyncMs }),
+    DepartmentPolicy: kindInformer(clients, 'DepartmentPolicy', log, metrics, { resyncMs }),
+    VMFilter: kindInformer(clients, 'VMFilter', log, metrics, { resyncMs }),
+  };
+}
+
+/** managedFields is the largest part of an object we never read: 10,000 VMFilters carry it for nothing. */
+export function dropManagedFields(obj: KubernetesObject): void {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+}
+
+/** A resilient informer over one of our kinds, optionally restricted by a field selector. */
+export function kindInformer(
+  clients: KubeClients,
+  kind: KindName,
+  log: Logger,
+  metrics: Metrics,
+  options: { resyncMs?: number; fieldSelector?: string; name?: string } = {},
+): ResilientInformer<KubernetesObject> {
+  const { fieldSelector } = options;
+  const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
+    const result = (await clients.custom.listClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: kindInfo(kind).plural,
+      ...(fieldSelector !== undefined ? { fieldSelector } : {}),
+    })) as KubernetesListObject<KubernetesObject>;
+    return result;
+  };
+  return new ResilientInformer<KubernetesObject>({
+    name: options.name ?? kind,
+    kc: clients.kc,
+    path: collectionPath(kind),
+    list,
+    ...(fieldSelector !== undefined ? { fieldSelector } : {}),
+    transform: dropManagedFields,
+    log,
+    resyncMs: options.resyncMs ?? 0,
+    onRestart: () => metrics.informerRestarts.inc({ kind }),
+  });
 }
 
 /** The cached objects of a kind that pass our schema (the others are reported in their status). */
-export function typedList<K extends KindName>(informers: PolicyInformers, kind: K): TypeOf<K>[] {
-  const out: TypeOf<K>[] = [];
+export function typedList<K extends KindName>(informers: PolicyInformers, kind: K): ObjectOf<K>[] {
+  const out: ObjectOf<K>[] = [];
   for (const raw of informers[kind].list()) {
     const p = parseObject(kind, raw);
-    if (p.ok) out.push(p.value as TypeOf<K>);
+    if (p.ok) out.push(p.value as ObjectOf<K>);
   }
   return out;
 }

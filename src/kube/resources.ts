@@ -1,10 +1,6 @@
-import { GROUP, KINDS, VERSION, type KindInfo } from '../api/index.js';
+import { GROUP, VERSION, kindInfo, type KindName } from '../api/index.js';
 
-export type KindName = KindInfo['kind'];
-
-export function kindInfo(kind: KindName): KindInfo {
-  return KINDS.find((k) => k.kind === kind)!;
-}
+export { kindInfo, type KindName } from '../api/index.js';
 
 /** Collection path of a cluster-scoped kind of ours, for list and watch. */
 export function collectionPath(kind: KindName): string {
