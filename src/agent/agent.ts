@@ -7,12 +7,13 @@ import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
 import { DomainCache } from './domain-cache.js';
-import { RealizeError } from './errors.js';
+import { KubernetesError, RealizeError } from './errors.js';
 import { GarbageCollector } from './garbage-collector.js';
 import type { AgentLibvirt, DomainEvent, DomainInfo } from './libvirt-port.js';
 import type { PolicySource } from './policy-source.js';
 import { Realizer, type BindResult } from './realizer.js';
 import { AGENT_REASON, StatusReporter, type AppliedReport, type StatusSink, type StatusTarget } from './status-reporter.js';
+import { VmFilterIndex } from './vm-index.js';
 
 export { AGENT_REASON } from './status-reporter.js';
 
@@ -54,6 +55,8 @@ export class Agent {
   private readonly reporter: StatusReporter;
   private readonly decision: DecisionContext;
   private readonly log: Logger;
+  /** The VMFilters of the view by domain and by department (lookups instead of walks). */
+  private readonly vmIndex = new VmFilterIndex();
   /** Last known state of each VMFilter, to undo its binding once the object is gone. */
   private readonly lastSeen = new Map<string, KubernetesObject>();
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
@@ -75,7 +78,12 @@ export class Agent {
       o.metrics.statusWrites.inc({ kind: 'VMFilter' });
     });
     this.index = new PolicyIndex({ services: () => o.source.services(), departments: () => o.source.departments() });
-    this.decision = { nodeName: o.nodeName, domains: this.domains, vmFilters: () => o.source.vmFilters(), quarantine: o.quarantine };
+    this.decision = {
+      nodeName: o.nodeName,
+      domains: this.domains,
+      claimants: (d) => this.objectsNamed(this.vmIndex.naming({ name: d.name, uuid: d.uuid })),
+      quarantine: o.quarantine,
+    };
     this.gc = new GarbageCollector({
       libvirt: o.libvirt,
       realizer: this.realizer,
@@ -85,7 +93,11 @@ export class Agent {
       log: o.log,
       metrics: o.metrics,
     });
-    this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcile(key)), o.concurrency, o.log, o.metrics);
+    // Keys collect from the first watch event on, but none is processed before every cache synced
+    // (start()): a VMFilter compiled before its department arrived would be quarantined for nothing.
+    this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcile(key)), o.concurrency, o.log, o.metrics, {
+      paused: true,
+    });
     this.wire();
   }
 
@@ -93,16 +105,13 @@ export class Agent {
     this.o.source.onVmFilterChange((name, obj) => {
       const previous = this.lastSeen.get(name);
       this.lastSeen.set(name, obj);
+      this.vmIndex.set(name, this.o.source.vmFilter(name));
       this.queue.add(name);
       // Which VMFilter keeps a domain depends on the others naming it (duplicates): they are
       // decided again when one of them appears, goes, or names another domain.
-      const refs = [rawDomainRef(obj), rawDomainRef(previous)];
       for (const loser of this.conflicted) if (loser !== name) this.queue.add(loser);
-      for (const other of this.o.source.vmFilters()) {
-        const r = rawDomainRef(other);
-        if (other.metadata?.name !== name && refs.some((x) => x && r && ((x.name && x.name === r.name) || (x.uuid && x.uuid === r.uuid)))) {
-          this.queue.add(other.metadata!.name!);
-        }
+      for (const ref of [rawDomainRef(obj), rawDomainRef(previous)]) {
+        for (const other of this.vmIndex.naming(ref)) if (other !== name) this.queue.add(other);
       }
     });
     this.o.source.onPolicyChange((kind, obj) => {
@@ -114,10 +123,7 @@ export class Agent {
       }
       // A department reaches only its members (by the raw spec: an object that does not parse
       // today keeps its filter and has nothing to recompile).
-      const name = obj.metadata?.name;
-      for (const vm of this.o.source.vmFilters()) {
-        if ((vm as { spec?: { department?: unknown } }).spec?.department === name) this.queue.add(vm.metadata!.name!);
-      }
+      for (const member of this.vmIndex.members(obj.metadata?.name ?? '')) this.queue.add(member);
     });
     this.o.libvirt.onDomainEvent((e) => this.onDomainEvent(e));
   }
@@ -130,12 +136,9 @@ export class Agent {
     }
     this.log.debug({ domain: e.name, event: e.kind }, 'domain event');
     this.refreshDomains(() => {
-      for (const obj of this.o.source.vmFilters()) {
-        const ref = rawDomainRef(obj);
-        if (ref && (ref.uuid === e.uuid.toLowerCase() || ref.name === e.name)) {
-          this.realizer.forgetBinding(obj.metadata!.name!);
-          this.queue.add(obj.metadata!.name!);
-        }
+      for (const name of this.vmIndex.naming({ name: e.name, uuid: e.uuid })) {
+        this.realizer.forgetBinding(name);
+        this.queue.add(name);
       }
       if (e.kind === 'undefined' || e.kind === 'migrated') this.scheduleGc();
     });
@@ -163,10 +166,20 @@ export class Agent {
     this.timers.add(t);
   }
 
+  private objectsNamed(names: Iterable<string>): KubernetesObject[] {
+    const out: KubernetesObject[] = [];
+    for (const n of names) {
+      const obj = this.o.source.vmFilter(n);
+      if (obj) out.push(obj);
+    }
+    return out;
+  }
+
   private enqueueAll(): void {
     for (const obj of this.o.source.vmFilters()) {
       const name = obj.metadata!.name!;
       if (!this.lastSeen.has(name)) this.lastSeen.set(name, obj);
+      this.vmIndex.set(name, obj);
       this.queue.add(name);
     }
   }
@@ -194,6 +207,7 @@ export class Agent {
     }
     await this.o.source.start();
     this.enqueueAll();
+    this.queue.start();
     this.scheduleGc();
     this.resyncTimer = setInterval(() => this.resync(), this.o.resyncMs);
   }
@@ -238,9 +252,15 @@ export class Agent {
 
   private async reconcile(name: string): Promise<HandlerResult> {
     const end = this.o.metrics.reconcileDuration.startTimer({ kind: 'VMFilter' });
-    const raw = this.o.source.vmFilter(name);
+    let raw = this.o.source.vmFilter(name);
     try {
-      await this.realize(name, decide(raw, this.decision));
+      // Gone from the view is not necessarily deleted: a VMFilter re-pinned to another node leaves
+      // this node's watch while its domain may still be here (docs/architecture.md). Ask the API server.
+      const left = !raw && this.lastSeen.has(name);
+      if (left) raw = await this.fetchLeft(name);
+      const decision = decide(raw, this.decision);
+      await this.realize(name, decision);
+      if (left && decision.kind === 'elsewhere') this.forget(name);
       this.disconnectedRetries.delete(name);
       this.o.metrics.reconcileTotal.inc({ kind: 'VMFilter', result: 'success' });
       return undefined;
@@ -261,6 +281,14 @@ export class Agent {
       throw err;
     } finally {
       end();
+    }
+  }
+
+  private async fetchLeft(name: string): Promise<KubernetesObject | undefined> {
+    try {
+      return await this.o.source.fetchVmFilter(name);
+    } catch (err) {
+      throw new KubernetesError(`read VMFilter ${name}, which left this node's watch`, err);
     }
   }
 
@@ -320,11 +348,18 @@ export class Agent {
     // never saw), so no persistent definition is left pointing at a missing filter.
     if (this.synced) await this.gc.collect();
     else this.scheduleGc();
+    this.forget(name);
+    this.scheduleGc();
+  }
+
+  /** Forgets a VMFilter that is deleted, or no longer this node's and not in its view. */
+  private forget(name: string): void {
     this.lastSeen.delete(name);
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
     this.index.forgetVm(name);
-    this.scheduleGc();
+    this.conflicted.delete(name);
+    this.disconnectedRetries.delete(name);
   }
 
   /** The VM is another node's and its domain is not here: hand over (remove what this node had). */

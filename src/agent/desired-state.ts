@@ -26,8 +26,8 @@ export type Decision =
 export interface DecisionContext {
   nodeName: string;
   domains: DomainCache;
-  /** Every VMFilter object (raw), to find others that claim the same domain. */
-  vmFilters: () => readonly KubernetesObject[];
+  /** The VMFilter objects (raw) that name this domain, by name or UUID (a superset is fine). */
+  claimants: (domain: DomainInfo) => readonly KubernetesObject[];
   /** The agent-wide quarantine switch (--quarantine). */
   quarantine: boolean;
 }
@@ -80,7 +80,7 @@ function olderFirst(a: KubernetesObject, b: KubernetesObject): number {
 function olderClaimant(raw: RawVm, domain: DomainInfo, ctx: DecisionContext): string | undefined {
   const mine = selection(raw);
   let winner: KubernetesObject | undefined;
-  for (const other of ctx.vmFilters() as RawVm[]) {
+  for (const other of ctx.claimants(domain) as RawVm[]) {
     if (other.metadata?.name === raw.metadata?.name || other.metadata?.deletionTimestamp) continue;
     if (ctx.domains.find(rawDomainRef(other))?.uuid !== domain.uuid) continue;
     if (!overlaps(mine, selection(other))) continue;

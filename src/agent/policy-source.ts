@@ -1,8 +1,9 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { DepartmentPolicy, ServicePolicy } from '../api/index.js';
-import { allSynced, createPolicyInformers, onSpecChange, typedList, type KubeClients, type PolicyInformers } from '../kube/index.js';
+import { GROUP, VERSION, kindInfo, type DepartmentPolicy, type ServicePolicy } from '../api/index.js';
+import { kindInformer, onSpecChange, parseObject, statusCodeOf, type KubeClients, type ResilientInformer } from '../kube/index.js';
 import type { Metrics } from '../runtime/metrics.js';
+import { MergedView, nodeSelectors } from './vm-filter-view.js';
 
 /**
  * What the agent reads from Kubernetes. VMFilters are handed over raw: an object that no longer
@@ -10,12 +11,18 @@ import type { Metrics } from '../runtime/metrics.js';
  * domain stays protected by the filter applied last. Services and departments are the valid ones.
  */
 export interface PolicySource {
+  /** A VMFilter in this agent's view (see vm-filter-view.ts), raw. */
   vmFilter(name: string): KubernetesObject | undefined;
   vmFilters(): readonly KubernetesObject[];
+  /**
+   * The object as the API server has it now (undefined when it does not exist), for a VMFilter that
+   * left the view: only this tells a deleted object from one that is no longer selected for this node.
+   */
+  fetchVmFilter(name: string): Promise<KubernetesObject | undefined>;
   services(): readonly ServicePolicy[];
   departments(): readonly DepartmentPolicy[];
   synced(): boolean;
-  /** A VMFilter was added, changed or deleted (`obj` is its last known state). */
+  /** A VMFilter was added, changed, deleted or left the view (`obj` is its last known state). */
   onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void;
   /** A ServicePolicy or DepartmentPolicy was added, deleted, or its spec changed (status-only updates are not reported). */
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void;
@@ -23,48 +30,129 @@ export interface PolicySource {
   stop(): Promise<void>;
 }
 
-/** The production source: one resilient informer per kind. */
-export class InformerPolicySource implements PolicySource {
-  private readonly informers: PolicyInformers;
+/** `node`: only the VMFilters that concern this node (needs Kubernetes >= 1.31); `cluster`: all of them. */
+export type WatchScope = 'node' | 'cluster';
 
-  constructor(clients: KubeClients, log: Logger, metrics: Metrics) {
-    this.informers = createPolicyInformers(clients, log, metrics);
+export interface InformerPolicySourceOptions {
+  nodeName: string;
+  scope: WatchScope;
+}
+
+/** The valid objects of a kind in an informer's cache (each version parsed once, src/kube/typed.ts). */
+function validOf<T>(informer: ResilientInformer<KubernetesObject>, kind: 'ServicePolicy' | 'DepartmentPolicy'): T[] {
+  const out: T[] = [];
+  for (const raw of informer.list()) {
+    const p = parseObject(kind, raw);
+    if (p.ok) out.push(p.value as T);
+  }
+  return out;
+}
+
+/** The production source: resilient informers; VMFilters through a node-scoped view by default. */
+export class InformerPolicySource implements PolicySource {
+  private readonly services_: ResilientInformer<KubernetesObject>;
+  private readonly departments_: ResilientInformer<KubernetesObject>;
+  private view: MergedView | undefined;
+  private readonly vmHandlers: ((name: string, obj: KubernetesObject) => void)[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly clients: KubeClients,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly options: InformerPolicySourceOptions,
+  ) {
+    this.services_ = kindInformer(clients, 'ServicePolicy', log, metrics);
+    this.departments_ = kindInformer(clients, 'DepartmentPolicy', log, metrics);
   }
 
   vmFilter(name: string): KubernetesObject | undefined {
-    return this.informers.VMFilter.get(name);
+    return this.view?.get(name);
   }
 
   vmFilters(): readonly KubernetesObject[] {
-    return this.informers.VMFilter.list();
+    return this.view?.list() ?? [];
+  }
+
+  async fetchVmFilter(name: string): Promise<KubernetesObject | undefined> {
+    try {
+      return (await this.clients.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo('VMFilter').plural, name })) as KubernetesObject;
+    } catch (err) {
+      if (statusCodeOf(err) === 404) return undefined;
+      throw err;
+    }
   }
 
   services(): readonly ServicePolicy[] {
-    return typedList(this.informers, 'ServicePolicy');
+    return validOf<ServicePolicy>(this.services_, 'ServicePolicy');
   }
 
   departments(): readonly DepartmentPolicy[] {
-    return typedList(this.informers, 'DepartmentPolicy');
+    return validOf<DepartmentPolicy>(this.departments_, 'DepartmentPolicy');
   }
 
   synced(): boolean {
-    return allSynced(this.informers);
+    return this.services_.synced && this.departments_.synced && (this.view?.synced ?? false);
   }
 
   onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void {
-    this.informers.VMFilter.onChange((o) => handler(o.metadata!.name!, o));
+    this.vmHandlers.push(handler);
+    this.view?.onChange(handler);
   }
 
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void {
     // Only a new generation, an addition or a deletion changes what the agent compiles.
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy'] as const) onSpecChange(this.informers[kind], (o) => handler(kind, o));
+    onSpecChange(this.services_, (o) => handler('ServicePolicy', o));
+    onSpecChange(this.departments_, (o) => handler('DepartmentPolicy', o));
+  }
+
+  /** Node scope needs CRD selectable fields (Kubernetes 1.31+); an API server without them gets the cluster-wide watch. */
+  private async effectiveScope(): Promise<WatchScope> {
+    if (this.options.scope === 'cluster') return 'cluster';
+    const { pinned } = nodeSelectors(this.options.nodeName);
+    for (;;) {
+      try {
+        await this.clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kindInfo('VMFilter').plural, fieldSelector: pinned, limit: 1 });
+        return 'node';
+      } catch (err) {
+        if (statusCodeOf(err) === 400) {
+          this.log.warn(
+            { err: String((err as Error)?.message ?? err) },
+            'the API server cannot select VMFilters by spec.nodeName (Kubernetes < 1.31, or an old CRD): watching every VMFilter of the cluster',
+          );
+          return 'cluster';
+        }
+        if (this.stopped) return 'cluster';
+        // Not reachable yet: the informers would retry the same way.
+        this.log.warn({ err: String((err as Error)?.message ?? err) }, 'cannot list VMFilters yet; retrying');
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  }
+
+  private buildView(scope: WatchScope): MergedView {
+    const informers = new Map<string, ResilientInformer<KubernetesObject>>();
+    if (scope === 'cluster') informers.set('all', kindInformer(this.clients, 'VMFilter', this.log, this.metrics));
+    else {
+      for (const [label, fieldSelector] of Object.entries(nodeSelectors(this.options.nodeName))) {
+        informers.set(label, kindInformer(this.clients, 'VMFilter', this.log, this.metrics, { fieldSelector, name: `VMFilter(${fieldSelector})` }));
+      }
+    }
+    const view = new MergedView(informers);
+    for (const h of this.vmHandlers) view.onChange(h);
+    return view;
   }
 
   async start(): Promise<void> {
-    await Promise.all(Object.values(this.informers).map((i) => i.start()));
+    this.stopped = false;
+    const scope = await this.effectiveScope();
+    this.log.info({ scope, node: this.options.nodeName }, 'watching VMFilters');
+    this.view ??= this.buildView(scope);
+    await Promise.all([this.services_.start(), this.departments_.start(), this.view.start()]);
   }
 
   async stop(): Promise<void> {
-    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    this.stopped = true;
+    await Promise.all([this.services_.stop(), this.departments_.stop(), this.view?.stop()]);
   }
 }

@@ -23,7 +23,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const writer = new StatusWriter(clients.custom, `nwfilter-operator-agent-${config.nodeName}`.slice(0, 128));
   const agent = new Agent({
     nodeName: config.nodeName,
-    source: new InformerPolicySource(clients, log, metrics),
+    source: new InformerPolicySource(clients, log, metrics, { nodeName: config.nodeName, scope: config.watchScope }),
     // The reporter compares with the object's current status, so the writer's own memory is bypassed.
     status: (name, uid, fields) => {
       writer.forget('VMFilter', name, uid);

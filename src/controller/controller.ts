@@ -21,15 +21,16 @@ import {
 } from '../kube/index.js';
 import { PolicyIndex, type VmResult } from '../policy/index.js';
 import type { Metrics } from '../runtime/metrics.js';
+import { Aggregates, type Contribution } from './aggregates.js';
 import {
   CONDITION,
+  CONTROLLER_OWNED,
   REASON,
   departmentControllerStatus,
   invalidSpecStatus,
   serviceControllerStatus,
   vmControllerStatus,
   vmState,
-  type VmState,
 } from './status.js';
 
 export const CONTROLLER_FIELD_MANAGER = 'nwfilter-operator-controller';
@@ -57,6 +58,14 @@ export class Controller {
   private readonly status: StatusWriter;
   private readonly events: EventRecorder;
   private readonly log: Logger;
+  /** Department and service realization counts, updated as each VMFilter is reconciled. */
+  private readonly aggregates = new Aggregates();
+  /**
+   * VMFilters of the first sync not counted yet: aggregates are written only once this is empty, so
+   * a restart never writes a department status from a half-counted cache. (A VMFilter added later
+   * is counted by its own reconcile, which re-queues the aggregates it changes.)
+   */
+  private readonly uncounted = new Set<string>();
 
   constructor(private readonly o: ControllerOptions) {
     this.log = o.log;
@@ -64,7 +73,9 @@ export class Controller {
     this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
     this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
-    this.queue = instrumentedQueue('controller', (key) => this.reconcile(key), o.concurrency ?? 4, o.log, o.metrics);
+    // Events enqueue from the first list on, but nothing is reconciled before run(): a VMFilter
+    // compiled before the departments' cache synced would get a false DepartmentNotFound.
+    this.queue = instrumentedQueue('controller', (key) => this.reconcile(key), o.concurrency ?? 4, o.log, o.metrics, { paused: true });
     this.wire();
   }
 
@@ -75,19 +86,9 @@ export class Controller {
   private wire(): void {
     const vmKey = (o: KubernetesObject): string => `VMFilter/${o.metadata!.name}`;
     const departmentOf = (o: KubernetesObject | undefined): unknown => (o as { spec?: { department?: unknown } } | undefined)?.spec?.department;
-    /** VMFilter name -> the department it named when last seen, to update the one it left. */
-    const lastDepartment = new Map<string, unknown>();
     this.informers.VMFilter.onChange((o) => {
-      const name = o.metadata!.name!;
+      // Its reconcile recounts it and re-queues only the aggregates whose counts changed.
       this.queue.add(vmKey(o));
-      // A VM counts in its department's status (and in the one it left) and in the status of
-      // every service it effectively allows: only those aggregates are recomputed, coalesced.
-      for (const d of new Set([departmentOf(o), lastDepartment.get(name)])) {
-        if (typeof d === 'string') this.queue.addAfter(`DepartmentPolicy/${d}`, this.o.coalesceMs);
-      }
-      for (const svc of this.informers.ServicePolicy.list()) this.queue.addAfter(`ServicePolicy/${svc.metadata!.name}`, this.o.coalesceMs);
-      if (this.informers.VMFilter.get(name)) lastDepartment.set(name, departmentOf(o));
-      else lastDepartment.delete(name);
     });
     // Status-only updates (the controller's own writes among them) change nothing compiled.
     onSpecChange(this.informers.DepartmentPolicy, (o) => {
@@ -122,9 +123,11 @@ export class Controller {
 
   /** Enqueues everything once (informer events enqueue the rest). */
   run(): void {
-    for (const kind of ['ServicePolicy', 'DepartmentPolicy', 'VMFilter'] as const) {
+    for (const o of this.informers.VMFilter.list()) this.uncounted.add(o.metadata!.name!);
+    for (const kind of ['VMFilter', 'DepartmentPolicy', 'ServicePolicy'] as const) {
       for (const o of this.informers[kind].list()) this.queue.add(`${kind}/${o.metadata!.name}`);
     }
+    this.queue.start();
   }
 
   async drain(): Promise<void> {
@@ -153,36 +156,49 @@ export class Controller {
     }
   }
 
-  private vmStates(filter: (vm: VMFilter, compiled: VmResult) => boolean): VmState[] {
-    const out: VmState[] = [];
-    for (const vm of this.typed('VMFilter')) {
-      if (vm.metadata.deletionTimestamp) continue;
-      const compiled = this.index.vm(vm);
-      if (filter(vm, compiled)) out.push(vmState(compiled, vm).state);
-    }
-    return out;
+  /** Counts the VM in its department's and services' aggregates; re-queues those whose counts changed. */
+  private count(name: string, contribution: Contribution | undefined): void {
+    const changed = this.aggregates.set(name, contribution);
+    this.uncounted.delete(name);
+    for (const d of changed.departments) this.queue.addAfter(`DepartmentPolicy/${d}`, this.o.coalesceMs);
+    for (const svc of changed.services) this.queue.addAfter(`ServicePolicy/${svc}`, this.o.coalesceMs);
   }
 
   private async reconcileVm(name: string): Promise<void> {
     const raw = this.informers.VMFilter.get(name);
+    if (!raw || raw.metadata?.deletionTimestamp) this.count(name, undefined);
     if (!raw) return;
     const finalizers = raw.metadata?.finalizers;
     if (raw.metadata?.deletionTimestamp) {
       await this.finishDeletion(raw);
       return;
     }
-    if (await addFinalizer(this.o.clients.custom, 'VMFilter', name, finalizers, FINALIZER)) return; // the update event brings us back
     const parsed = parseObject('VMFilter', raw);
+    const compiled = parsed.ok ? this.index.vm(parsed.value) : undefined;
+    // A VM counts in its department and in every service it effectively uses or provides.
+    this.count(
+      name,
+      parsed.ok && compiled
+        ? {
+            department: parsed.value.spec.department,
+            services: compiled.ok ? compiled.effectiveServices.filter((s) => s.use || s.provide).map((s) => s.name) : [],
+            state: vmState(compiled, parsed.value).state,
+          }
+        : undefined,
+    );
+    if (await addFinalizer(this.o.clients.custom, 'VMFilter', name, finalizers, FINALIZER)) return; // the update event brings us back
     const now = new Date();
-    if (!parsed.ok) {
-      await this.status.write('VMFilter', name, raw.metadata?.uid, invalidSpecStatus('VMFilter', raw.metadata?.generation, (raw as VMFilter).status?.conditions, parsed.field, parsed.message, now));
+    const current = (raw as VMFilter).status as Record<string, unknown> | undefined;
+    if (!parsed.ok || !compiled) {
+      const [field, message] = parsed.ok ? ['', ''] : [parsed.field, parsed.message];
+      const status = invalidSpecStatus('VMFilter', raw.metadata?.generation, (raw as VMFilter).status?.conditions, field, message, now);
+      await this.status.write('VMFilter', name, raw.metadata?.uid, status, { status: current, owned: CONTROLLER_OWNED.VMFilter });
       return;
     }
     const vm = parsed.value;
-    const compiled = this.index.vm(vm);
     const before = findCondition(vm.status?.conditions, CONDITION.ready);
     const status = vmControllerStatus(vm, compiled, now);
-    const wrote = await this.status.write('VMFilter', name, vm.metadata.uid, status);
+    const wrote = await this.status.write('VMFilter', name, vm.metadata.uid, status, { status: current, owned: CONTROLLER_OWNED.VMFilter });
     if (wrote) {
       const ready = (status.conditions as { type: string; status: string; reason: string; message: string }[]).find((c) => c.type === CONDITION.ready)!;
       if (before?.status !== ready.status || before?.reason !== ready.reason) {
@@ -191,6 +207,13 @@ export class Controller {
         void this.events.emit(target, warn ? 'Warning' : 'Normal', ready.reason, ready.message);
       }
     }
+  }
+
+  /** Aggregates wait until every VMFilter of the cache is counted (see `uncounted`); true when they must wait. */
+  private aggregatesIncomplete(key: string): boolean {
+    if (this.uncounted.size === 0) return false;
+    this.queue.addAfter(key, this.o.coalesceMs);
+    return true;
   }
 
   /** The agent that applied the filter reports `Applied=False/Removed` once it has detached and undefined it. */
@@ -215,10 +238,11 @@ export class Controller {
       await this.status.write('DepartmentPolicy', name, raw.metadata?.uid, invalidSpecStatus('DepartmentPolicy', raw.metadata?.generation, (raw as DepartmentPolicy).status?.conditions, parsed.field, parsed.message, now));
       return;
     }
+    if (this.aggregatesIncomplete(`DepartmentPolicy/${name}`)) return;
     const dept = parsed.value;
     const result = this.index.department(name)!;
-    const states = this.vmStates((vm) => vm.spec.department === name);
-    await this.status.write('DepartmentPolicy', name, dept.metadata.uid, departmentControllerStatus(dept, result, states, now));
+    const status = departmentControllerStatus(dept, result, this.aggregates.department(name), now);
+    await this.status.write('DepartmentPolicy', name, dept.metadata.uid, status, { status: (raw as { status?: Record<string, unknown> }).status, owned: CONTROLLER_OWNED.DepartmentPolicy });
   }
 
   private async reconcileService(name: string): Promise<void> {
@@ -230,8 +254,9 @@ export class Controller {
       await this.status.write('ServicePolicy', name, raw.metadata?.uid, invalidSpecStatus('ServicePolicy', raw.metadata?.generation, (raw as ServicePolicy).status?.conditions, parsed.field, parsed.message, now));
       return;
     }
+    if (this.aggregatesIncomplete(`ServicePolicy/${name}`)) return;
     const svc = parsed.value;
-    const states = this.vmStates((_vm, compiled) => compiled.ok && compiled.effectiveServices.some((s) => s.name === name && (s.use || s.provide)));
-    await this.status.write('ServicePolicy', name, svc.metadata.uid, serviceControllerStatus(svc, states, now));
+    const status = serviceControllerStatus(svc, this.aggregates.service(name), now);
+    await this.status.write('ServicePolicy', name, svc.metadata.uid, status, { status: (raw as { status?: Record<string, unknown> }).status, owned: CONTROLLER_OWNED.ServicePolicy });
   }
 }

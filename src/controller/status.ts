@@ -50,6 +50,13 @@ export function vmState(compiled: VmResult, vm: Pick<VMFilter, 'status'>): { sta
   return { state: 'ready', reason: REASON.applied, message: `Applied on ${vm.status?.nodeName ?? 'its node'}.` };
 }
 
+/** Every status field the controller writes, per kind (the agent owns the rest of a VMFilter's status). */
+export const CONTROLLER_OWNED = {
+  VMFilter: ['observedGeneration', 'conditions', 'filterName', 'ruleCount', 'desiredHash', 'effectiveServices'],
+  DepartmentPolicy: ['observedGeneration', 'conditions', 'vms', 'filterName', 'ruleCount'],
+  ServicePolicy: ['observedGeneration', 'conditions', 'vms'],
+} as const;
+
 /** The status fields the controller owns on a VMFilter. */
 export function vmControllerStatus(vm: VMFilter, compiled: VmResult, now: Date): Record<string, unknown> {
   const generation = vm.metadata.generation;
@@ -88,10 +95,9 @@ function readyFromRealization(r: Realization): { status: 'True' | 'False'; reaso
   return { status: 'True', reason: REASON.allApplied, message: `Applied on all ${r.desired} VMs.` };
 }
 
-export function departmentControllerStatus(dept: DepartmentPolicy, result: DepartmentResult, states: readonly VmState[], now: Date): Record<string, unknown> {
+export function departmentControllerStatus(dept: DepartmentPolicy, result: DepartmentResult, vms: Realization, now: Date): Record<string, unknown> {
   const generation = dept.metadata.generation;
   let conditions = (dept.status?.conditions ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
-  const vms = realization(states);
   if (result.ok) {
     conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'True', reason: REASON.valid, message: `Compiled ${result.filter.filter.rules.length} rules.${warningsText(result.diagnostics)}` }, generation, now);
     conditions = setCondition(conditions, { type: CONDITION.ready, ...readyFromRealization(vms) }, generation, now);
@@ -109,10 +115,9 @@ export function departmentControllerStatus(dept: DepartmentPolicy, result: Depar
   };
 }
 
-export function serviceControllerStatus(svc: ServicePolicy, states: readonly VmState[], now: Date): Record<string, unknown> {
+export function serviceControllerStatus(svc: ServicePolicy, vms: Realization, now: Date): Record<string, unknown> {
   const generation = svc.metadata.generation;
   let conditions = (svc.status?.conditions ?? []).filter((c) => c.type === CONDITION.accepted || c.type === CONDITION.ready);
-  const vms = realization(states);
   conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'True', reason: REASON.valid, message: `${svc.spec.ports.length} port entries.` }, generation, now);
   conditions = setCondition(conditions, { type: CONDITION.ready, ...readyFromRealization(vms) }, generation, now);
   return { observedGeneration: generation ?? 0, conditions, vms };

@@ -41,6 +41,27 @@ export async function applyStatus(
 }
 
 /**
+ * True when the object's status already carries exactly `desired` in the fields this manager owns
+ * (`owned`: every field it may write; one it owns but no longer sends would be removed by the
+ * apply, so it must be absent). Conditions are compared by type, only those `desired` has.
+ */
+export function statusMatches(current: Record<string, unknown> | undefined, desired: Record<string, unknown>, owned: readonly string[]): boolean {
+  for (const key of owned) {
+    const want = desired[key];
+    const have = current?.[key];
+    if (key === 'conditions' && Array.isArray(want)) {
+      const haveList = Array.isArray(have) ? (have as { type?: unknown }[]) : [];
+      for (const c of want as { type: string }[]) {
+        if (canonicalJson(haveList.find((h) => h.type === c.type)) !== canonicalJson(c)) return false;
+      }
+      continue;
+    }
+    if (canonicalJson(have) !== canonicalJson(want)) return false;
+  }
+  return true;
+}
+
+/**
  * Remembers what each key last wrote and skips identical writes: a status write triggers a watch
  * event, and a reconcile that writes unchanged status on every event is a write storm.
  */
@@ -57,10 +78,21 @@ export class StatusWriter {
    * Returns true when a patch was sent. A 404 (object gone) is not an error. The uid is part of the
    * key, so a deleted and recreated object of the same name gets its status written again.
    */
-  async write(kind: KindName, name: string, uid: string | undefined, status: Record<string, unknown>): Promise<boolean> {
+  async write(
+    kind: KindName,
+    name: string,
+    uid: string | undefined,
+    status: Record<string, unknown>,
+    /** The object's status as cached, and the fields this manager owns: a match is not written (a restart resends nothing). */
+    current?: { status: Record<string, unknown> | undefined; owned: readonly string[] },
+  ): Promise<boolean> {
     const key = `${kind}/${name}/${uid ?? ''}`;
     const text = canonicalJson(status);
     if (this.last.get(key) === text) return false;
+    if (current && statusMatches(current.status, status, current.owned)) {
+      this.last.set(key, text);
+      return false;
+    }
     try {
       await applyStatus(this.custom, kind, name, status, this.fieldManager);
     } catch (err) {

@@ -17,6 +17,8 @@ export interface WorkQueueOptions {
   log?: Logger;
   onDepth?: (depth: number) => void;
   onRetry?: (key: string, delayMs: number, err: unknown) => void;
+  /** Collect keys without processing them until start() (controller-runtime starts workers once caches synced). */
+  paused?: boolean;
 }
 
 /** What a handler may ask for besides success or a thrown error. */
@@ -45,9 +47,15 @@ export class WorkQueue {
   constructor(private readonly handler: (key: string) => Promise<HandlerResult>, private readonly options: WorkQueueOptions) {
     this.queue = new PQueue({
       concurrency: options.concurrency ?? 4,
+      autoStart: !options.paused,
       ...(options.rate ? { intervalCap: options.rate.count, interval: options.rate.intervalMs } : {}),
     });
     this.backoff = options.backoff ?? { baseMs: 200, maxMs: 300_000 };
+  }
+
+  /** Starts processing a queue created paused (a no-op otherwise). */
+  start(): void {
+    this.queue.start();
   }
 
   get depth(): number {
@@ -149,8 +157,16 @@ export class WorkQueue {
 }
 
 /** A WorkQueue that reports its depth and retries as metrics, labelled with its name. */
-export function instrumentedQueue(name: string, handler: (key: string) => Promise<HandlerResult>, concurrency: number, log: Logger, metrics: Metrics): WorkQueue {
+export function instrumentedQueue(
+  name: string,
+  handler: (key: string) => Promise<HandlerResult>,
+  concurrency: number,
+  log: Logger,
+  metrics: Metrics,
+  options: { paused?: boolean } = {},
+): WorkQueue {
   return new WorkQueue(handler, {
+    ...options,
     name,
     concurrency,
     log,

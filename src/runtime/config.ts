@@ -52,6 +52,12 @@ export const AgentConfig = z.object({
   // A domain whose VMFilter cannot be compiled and that carries no filter of ours yet gets a
   // drop-all filter until it compiles (docs/status.md, Quarantined).
   quarantine: Bool.prefault(true).describe('drop all IP traffic of a domain whose VMFilter cannot be compiled yet'),
+  // node: only this node's VMFilters reach the agent (CRD field selectors, Kubernetes 1.31+; older
+  // API servers are detected and get the cluster-wide watch).
+  watchScope: z
+    .enum(['node', 'cluster'])
+    .default('node')
+    .describe("which VMFilters the agent watches: node (pinned here, unpinned, or held by this node) or cluster (all)"),
   logLevel: LogLevel.default('info').describe('trace, debug, info, warn, error, fatal or silent'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

@@ -14,17 +14,17 @@ type Obj = KubernetesObject & { spec?: unknown; status?: Record<string, unknown>
 
 export class MemoryPolicySource implements PolicySource {
   readonly objects: Record<Kind, Map<string, Obj>> = { ServicePolicy: new Map(), DepartmentPolicy: new Map(), VMFilter: new Map() };
-  private readonly vmHandlers: ((name: string, obj: KubernetesObject) => void)[] = [];
+  private readonly vmHandlers: ((name: string, obj: KubernetesObject, prev: KubernetesObject | undefined) => void)[] = [];
   private readonly policyHandlers: ((kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void)[] = [];
   private clock = Date.parse('2026-01-01T00:00:00Z');
   statusWrites = 0;
   /** Statuses written per VMFilter name, in order (for flip-flop checks). */
   readonly statusLog: { name: string; node: unknown; reason: unknown }[] = [];
 
-  private notify(kind: Kind, obj: Obj): void {
+  private notify(kind: Kind, obj: Obj, prev?: Obj): void {
     const name = obj.metadata!.name!;
     queueMicrotask(() => {
-      if (kind === 'VMFilter') this.vmHandlers.forEach((h) => h(name, obj));
+      if (kind === 'VMFilter') this.vmHandlers.forEach((h) => h(name, obj, prev));
       else this.policyHandlers.forEach((h) => h(kind, obj));
     });
   }
@@ -50,7 +50,7 @@ export class MemoryPolicySource implements PolicySource {
     // Informer caches hold creationTimestamp as a string after JSON decoding.
     next.metadata!.creationTimestamp = String((next.metadata!.creationTimestamp as unknown as Date).toISOString?.() ?? next.metadata!.creationTimestamp) as never;
     this.objects[kind].set(obj.metadata.name, next);
-    this.notify(kind, next);
+    this.notify(kind, next, prev);
     return next;
   }
 
@@ -58,7 +58,7 @@ export class MemoryPolicySource implements PolicySource {
     const prev = this.objects[kind].get(name);
     if (!prev) return;
     this.objects[kind].delete(name);
-    this.notify(kind, prev);
+    this.notify(kind, prev, prev);
   }
 
   /** The status sink for one node's agent (server-side apply reduced to "replace the agent's fields"). */
@@ -74,7 +74,7 @@ export class MemoryPolicySource implements PolicySource {
       this.objects.VMFilter.set(name, next);
       this.statusWrites++;
       this.statusLog.push({ name, node: rest.nodeName, reason: applied.find((c) => c.type === 'Applied')?.reason });
-      this.notify('VMFilter', next);
+      this.notify('VMFilter', next, obj);
       return true;
     };
   }
@@ -89,6 +89,11 @@ export class MemoryPolicySource implements PolicySource {
   }
   vmFilters(): readonly KubernetesObject[] {
     return [...this.objects.VMFilter.values()];
+  }
+  fetches = 0;
+  fetchVmFilter(name: string): Promise<KubernetesObject | undefined> {
+    this.fetches++;
+    return Promise.resolve(this.objects.VMFilter.get(name));
   }
   services(): readonly ServicePolicy[] {
     return this.valid('ServicePolicy') as ServicePolicy[];
@@ -113,4 +118,43 @@ export class MemoryPolicySource implements PolicySource {
   }
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
+
+  /**
+   * One node's agent's view of this store (src/agent/vm-filter-view.ts): the VMFilters pinned to the
+   * node, the unpinned ones and the ones it holds (status.nodeName). A change is delivered when the
+   * object is in the view before or after it, as the API server's field-selected watches do (leaving
+   * arrives as a deletion); fetchVmFilter reads the whole store, like a GET.
+   */
+  nodeView(node: string): PolicySource & { fetches: number } {
+    const inView = (o: KubernetesObject | undefined): boolean => {
+      if (!o) return false;
+      const pinned = (o as Obj & { spec?: { nodeName?: unknown } }).spec?.nodeName;
+      return pinned === node || pinned === undefined || pinned === '' || (o as Obj).status?.nodeName === node;
+    };
+    const store = this;
+    return {
+      fetches: 0,
+      vmFilter: (name) => {
+        const o = store.objects.VMFilter.get(name);
+        return inView(o) ? o : undefined;
+      },
+      vmFilters: () => [...store.objects.VMFilter.values()].filter(inView),
+      fetchVmFilter(name) {
+        this.fetches++;
+        return store.fetchVmFilter(name);
+      },
+      services: () => store.services(),
+      departments: () => store.departments(),
+      synced: () => true,
+      onVmFilterChange: (handler) => {
+        store.vmHandlers.push((name, obj, prev) => {
+          const deleted = !store.objects.VMFilter.has(name);
+          if (inView(prev) || (!deleted && inView(obj))) handler(name, obj);
+        });
+      },
+      onPolicyChange: (handler) => store.onPolicyChange(handler),
+      start: async () => undefined,
+      stop: async () => undefined,
+    };
+  }
 }

@@ -10,7 +10,7 @@ const dom = (name: string, n: number): DomainInfo => ({ name, uuid: `00000000-00
 async function ctx(domains: DomainInfo[], objects: KubernetesObject[], quarantine = true): Promise<DecisionContext> {
   const cache = new DomainCache({ listDomains: async () => domains });
   await cache.refresh();
-  return { nodeName: HERE, domains: cache, vmFilters: () => objects, quarantine };
+  return { nodeName: HERE, domains: cache, claimants: () => objects, quarantine };
 }
 
 let clock = 0;

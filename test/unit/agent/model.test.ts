@@ -91,7 +91,8 @@ class World {
   makeAgent(node: Node): Agent {
     return new Agent({
       nodeName: node,
-      source: this.source,
+      // Each agent sees what its node's field-selected watches would deliver (src/agent/vm-filter-view.ts).
+      source: this.source.nodeView(node),
       status: this.source.sink(),
       libvirt: this.lv[node],
       log: silent,
@@ -310,6 +311,17 @@ class World {
       const parsed = parseObject('VMFilter', raw);
       const domainName = (raw as { spec: { domain: { name: string } } }).spec.domain.name;
       const node = this.hostOf(domainName);
+      // The host's agent sees a VMFilter pinned to it, an unpinned one, or one it holds
+      // (src/agent/vm-filter-view.ts). One pinned to the other node that the host never held
+      // protects nothing there: the pinned node's agent reports that the domain is not on it.
+      const pinned = (raw as { spec?: { nodeName?: string } }).spec?.nodeName;
+      const holder = (raw as { status?: { nodeName?: string } }).status?.nodeName;
+      if (node && pinned && pinned !== node && holder !== node) {
+        const expected = parsed.ok ? /^(DomainNotFound|CompileFailed)$/ : /^(none|InvalidSpec)$/;
+        expect(applied?.reason ?? 'none', `${name}, pinned to ${pinned}, domain on ${node}, after ${after}`).toMatch(expected);
+        expect(holder ?? pinned, `${name}: status held by the pinned node after ${after}`).toBe(pinned);
+        continue;
+      }
       if (!parsed.ok) {
         if (node) expect(applied?.reason, `${name} after ${after}`).toMatch(/^(InvalidSpec|Quarantined|Conflict)$/);
         continue;
@@ -319,9 +331,12 @@ class World {
       const d = lv.listDomainsSync().find((x) => x.name === domainName)!;
       // Another VMFilter naming the same domain (valid or not: an object stored under an older CRD
       // keeps its domain too) with overlapping interfaces, created earlier, keeps the domain.
+      // Only claimants the host's agent sees count (pinned to the host, unpinned, or held by it).
       const olderClaimant = objects.some((o) => {
-        const spec = (o as { spec?: { domain?: { name?: string }; interfaces?: string[] } }).spec;
+        const spec = (o as { spec?: { domain?: { name?: string }; interfaces?: string[]; nodeName?: string } }).spec;
         if (o === raw || spec?.domain?.name !== domainName) return false;
+        const heldBy = (o as { status?: { nodeName?: string } }).status?.nodeName;
+        if (spec.nodeName && spec.nodeName !== node && heldBy !== node) return false;
         const a = parsed.value.spec.interfaces, b = spec.interfaces;
         const overlap = !a?.length || !b?.length || a.some((m) => b.includes(m));
         const older = String(o.metadata!.creationTimestamp) < String(raw.metadata!.creationTimestamp);

@@ -64,7 +64,7 @@ describe('GarbageCollector', () => {
     const uuid = lv.defineDomain({ name: 'd', interfaces: [{ mac: M1, filterref: { filter: 'nwf-vm-gone', parameters: [] } }] });
     source.put('VMFilter', { metadata: { name: 'broken' }, spec: { domain: { name: 'elsewhere' }, rules: [{ action: 'return' }] } });
     await domains.refresh();
-    const gc = new GarbageCollector({ libvirt: lv, realizer, domains, vmFilters: () => source.vmFilters(), decision: { nodeName: 'n', domains, vmFilters: () => source.vmFilters(), quarantine: true }, log, metrics: createMetrics() });
+    const gc = new GarbageCollector({ libvirt: lv, realizer, domains, vmFilters: () => source.vmFilters(), decision: { nodeName: 'n', domains, claimants: () => source.vmFilters(), quarantine: true }, log, metrics: createMetrics() });
     const removed = await gc.collect();
     expect(removed.sort()).toEqual(['nwf-dept-unused', 'nwf-vm-gone']);
     expect(lv.interfacesOf(uuid, 'config')[0]!.filterref).toBeUndefined();

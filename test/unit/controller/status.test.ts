@@ -65,7 +65,7 @@ describe('aggregated status', () => {
     const d = department('d');
     const result = compilePolicy({ services: [], departments: [d], vms: [] }).departments.get('d')!;
     const ready = (states: Parameters<typeof realization>[0]) =>
-      (departmentControllerStatus(d, result, states, now).conditions as { type: string; status: string; reason: string }[]).find((c) => c.type === 'Ready');
+      (departmentControllerStatus(d, result, realization(states), now).conditions as { type: string; status: string; reason: string }[]).find((c) => c.type === 'Ready');
     expect(ready([])).toMatchObject({ status: 'True', reason: 'NoVMs' });
     expect(ready(['ready', 'ready'])).toMatchObject({ status: 'True', reason: 'AllApplied' });
     expect(ready(['ready', 'pending'])).toMatchObject({ status: 'False', reason: 'Pending' });
