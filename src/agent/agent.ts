@@ -1,11 +1,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { VMFilter } from '../api/index.js';
-import { instrumentedQueue, type HandlerResult, type WorkQueue } from '../kube/index.js';
+import { instrumentedQueue, parseObject, type HandlerResult, type WorkQueue } from '../kube/index.js';
 import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName, type VmCompiled } from '../policy/index.js';
 import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
+import { ANNOUNCE_FROM_INTERFACES, expectedRebuildSeconds } from './define-budget.js';
 import { DomainCache } from './domain-cache.js';
 import { KubernetesError, RealizeError } from './errors.js';
 import { GarbageCollector } from './garbage-collector.js';
@@ -72,7 +73,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.log = o.log;
     this.domains = new DomainCache(o.libvirt);
-    this.realizer = new Realizer(o.libvirt, o.metrics, o.log);
+    this.realizer = new Realizer(o.libvirt, o.metrics, o.log, { runningInterfaces: (filter) => this.runningInterfacesUsing(filter) });
     this.reporter = new StatusReporter(o.nodeName, async (name, uid, fields) => {
       await o.status(name, uid, fields);
       o.metrics.statusWrites.inc({ kind: 'VMFilter' });
@@ -164,6 +165,24 @@ export class Agent {
       if (!this.stopped) fn();
     }, ms);
     this.timers.add(t);
+  }
+
+  /**
+   * Running interfaces on this node whose filter tree contains `filter` (libvirt rebuilds each of
+   * them inside a define of it): the interfaces of active domains whose VM's compiled tree names it.
+   */
+  private runningInterfacesUsing(filter: string): number {
+    let count = 0;
+    for (const obj of this.o.source.vmFilters()) {
+      const domain = this.domains.find(rawDomainRef(obj));
+      if (!domain?.active) continue;
+      const parsed = parseObject('VMFilter', obj);
+      if (!parsed.ok) continue;
+      const compiled = this.index.vm(parsed.value);
+      if (!compiled.ok || !compiled.treeFilters.some((f) => f.filter.name === filter)) continue;
+      count += this.realizer.boundInterfaces(parsed.value.metadata.name) ?? 1;
+    }
+    return count;
   }
 
   private objectsNamed(names: Iterable<string>): KubernetesObject[] {
@@ -388,8 +407,18 @@ export class Agent {
       }
       return this.keepOrQuarantine(vm, domain, selectionOf(vm), d.quarantine, d.reportStatus, why, AGENT_REASON.compileFailed);
     }
+    // A define that rebuilds many running interfaces takes seconds each: say so meanwhile.
+    const announce = async (filter: string, interfaces: number): Promise<void> => {
+      if (interfaces < ANNOUNCE_FROM_INTERFACES) return;
+      this.log.info({ vmfilter: vm.metadata.name, filter, interfaces }, 'redefining a filter that running interfaces use');
+      await this.report(vm, d.reportStatus, {
+        status: 'False',
+        reason: AGENT_REASON.realizing,
+        message: `libvirt is rebuilding the firewall of ${interfaces} running interfaces that use ${filter} (about ${expectedRebuildSeconds(interfaces)} s); the previous rules hold until each is rebuilt.`,
+      });
+    };
     try {
-      if ((await this.realizer.ensureTree(compiled.treeFilters)) > 0) this.scheduleGc();
+      if ((await this.realizer.ensureTree(compiled.treeFilters, announce)) > 0) this.scheduleGc();
     } catch (err) {
       if (err instanceof RealizeError && err.terminal) {
         await this.report(vm, d.reportStatus, { status: 'False', reason: AGENT_REASON.invalidFilter, message: `libvirt refused the filter: ${err.message}. The last applied filter stays in place; fix the policy.` });

@@ -1,7 +1,17 @@
 import type { Logger } from 'pino';
 import { canonicalFilter, sha256Hex } from '../policy/index.js';
 import type { Metrics } from '../runtime/metrics.js';
+import { defineDeadlineMs } from './define-budget.js';
 import type { AgentLibvirt } from './libvirt-port.js';
+
+/** What the agent knows about a define before it is sent. */
+export interface DefineContext {
+  /** Running interfaces whose filter tree contains this filter: libvirt rebuilds each inside the define. */
+  runningInterfaces: (name: string) => number;
+}
+
+/** Called before a define that will rebuild `interfaces` running interfaces (e.g. to say so in status). */
+export type BeforeDefine = (name: string, interfaces: number) => Promise<void>;
 
 /**
  * The agent's view of the nwfilters on its libvirtd. `ensure` defines a filter only when libvirt's
@@ -20,8 +30,19 @@ export class FilterStore {
    */
   private readonly ours = new Map<string, string>();
   private readonly chains = new Map<string, Promise<unknown>>();
+  /**
+   * Filters whose define got no answer (deadline passed, connection lost): libvirtd may still be
+   * rebuilding the interfaces that use them. Until a read shows what libvirt has, nothing redefines
+   * them; the read waits as long as the define could (libvirtd answers it once the define is done).
+   */
+  private readonly unsettled = new Map<string, number>();
 
-  constructor(private readonly lv: AgentLibvirt, private readonly metrics: Metrics, private readonly log: Logger) {}
+  constructor(
+    private readonly lv: AgentLibvirt,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly context: DefineContext = { runningInterfaces: () => 0 },
+  ) {}
 
   private serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.chains.get(name) ?? Promise.resolve();
@@ -35,12 +56,14 @@ export class FilterStore {
   }
 
   /** Returns true when libvirt was written. */
-  ensure(name: string, xml: string): Promise<boolean> {
+  ensure(name: string, xml: string, beforeDefine?: BeforeDefine): Promise<boolean> {
     const desired = sha256Hex(canonicalFilter(xml));
     if (this.known.get(name) === desired) return Promise.resolve(false);
     return this.serialized(name, async () => {
       if (this.known.get(name) === desired) return false;
-      const current = await this.lv.filterXml(name);
+      const waitFor = this.unsettled.get(name);
+      const current = await this.lv.filterXml(name, waitFor !== undefined ? { timeoutMs: waitFor } : {});
+      this.unsettled.delete(name);
       const currentHash = current === undefined ? undefined : sha256Hex(canonicalFilter(current));
       if (currentHash === desired) {
         this.known.set(name, desired);
@@ -52,7 +75,15 @@ export class FilterStore {
         this.metrics.driftRepairs.inc({ what: current === undefined ? 'filter-removed' : 'filter-modified' });
         this.log.warn({ filter: name, removed: current === undefined }, 'managed filter changed outside the operator; restoring');
       }
-      await this.lv.defineFilter(xml);
+      const interfaces = this.context.runningInterfaces(name);
+      const timeoutMs = defineDeadlineMs(interfaces);
+      await beforeDefine?.(name, interfaces);
+      try {
+        await this.lv.defineFilter(xml, { timeoutMs });
+      } catch (err) {
+        if (this.lv.classify(err) === 'disconnected') this.unsettled.set(name, timeoutMs);
+        throw err;
+      }
       this.metrics.libvirtWrites.inc({ op: 'define' });
       this.known.set(name, desired);
       this.ours.set(name, desired);

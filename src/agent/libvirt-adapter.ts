@@ -38,12 +38,12 @@ export async function connectAgentLibvirt(o: { socketPath: string; uri: string; 
   const ref = (uuid: string): Promise<DomainRef> => client.lookupDomainByUuid(uuid);
   return {
     listFilters: () => client.listFilters(),
-    filterXml: (name) => client.filterXmlIfExists(name),
-    defineFilter: async (xml) => {
+    filterXml: (name, options) => client.filterXmlIfExists(name, options ?? {}),
+    defineFilter: async (xml, options) => {
       // Never take over the UUID of a filter of the same name: that filter is not ours (ours carry
       // the UUID derived from their name), and overwriting it would break the ownership promise.
       // libvirt's refusal becomes Applied=False/InvalidFilter.
-      await client.defineFilter(xml, { adoptExistingUuid: false });
+      await client.defineFilter(xml, { adoptExistingUuid: false, ...(options?.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) });
     },
     undefineFilter: (name) => client.undefineFilter(name),
     listDomains: async () => (await client.listDomains()).map((d) => ({ name: d.name, uuid: d.uuid, active: d.active, persistent: d.persistent })),

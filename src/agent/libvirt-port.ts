@@ -35,9 +35,13 @@ export type LibvirtErrorKind = 'not-found' | 'in-use' | 'invalid' | 'disconnecte
 
 export interface AgentLibvirt {
   listFilters(): Promise<{ name: string; uuid: string }[]>;
-  /** The filter's XML, or undefined when no such filter exists. */
-  filterXml(name: string): Promise<string | undefined>;
-  defineFilter(xml: string): Promise<void>;
+  /**
+   * The filter's XML, or undefined when no such filter exists. `timeoutMs` overrides the call
+   * deadline (libvirtd answers only after a define of the filter in progress has finished).
+   */
+  filterXml(name: string, options?: { timeoutMs?: number }): Promise<string | undefined>;
+  /** `timeoutMs` overrides the call deadline: the define rebuilds every running interface using the filter. */
+  defineFilter(xml: string, options?: { timeoutMs?: number }): Promise<void>;
   undefineFilter(name: string): Promise<void>;
   listDomains(): Promise<DomainInfo[]>;
   domainXml(uuid: string, inactive: boolean): Promise<string>;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { isManagedFilterName, type CompiledFilter, type InterfaceBinding } from '../policy/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { RealizeError } from './errors.js';
-import { FilterStore } from './filter-store.js';
+import { FilterStore, type BeforeDefine, type DefineContext } from './filter-store.js';
 import { domainInterfaces, interfaceXmlWithBinding, sameBinding, type DomainInterface } from './interfaces.js';
 import type { AgentLibvirt, DomainInfo } from './libvirt-port.js';
 import { ownedFilterUuid } from './ownership.js';
@@ -44,8 +44,14 @@ export class Realizer {
     private readonly libvirt: AgentLibvirt,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    defineContext?: DefineContext,
   ) {
-    this.filters = new FilterStore(libvirt, metrics, log);
+    this.filters = new FilterStore(libvirt, metrics, log, defineContext);
+  }
+
+  /** Interfaces the VM's filter was last verified on (undefined: not bound by this process yet). */
+  boundInterfaces(vmName: string): number | undefined {
+    return this.bound.get(vmName)?.result.protectedCount;
   }
 
   private wrap<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -55,9 +61,9 @@ export class Realizer {
   }
 
   /** Defines the filters of a tree, referenced ones first; returns how many were written. */
-  async ensureTree(filters: readonly CompiledFilter[]): Promise<number> {
+  async ensureTree(filters: readonly CompiledFilter[], beforeDefine?: BeforeDefine): Promise<number> {
     let written = 0;
-    for (const f of filters) if (await this.wrap(`define ${f.filter.name}`, () => this.filters.ensure(f.filter.name, f.xml))) written++;
+    for (const f of filters) if (await this.wrap(`define ${f.filter.name}`, () => this.filters.ensure(f.filter.name, f.xml, beforeDefine))) written++;
     this.metrics.managedFilters.set(this.filters.size);
     return written;
   }

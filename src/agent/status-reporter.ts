@@ -14,6 +14,7 @@ export const AGENT_REASON = {
   quarantined: 'Quarantined',
   compileFailed: 'CompileFailed',
   invalidFilter: 'InvalidFilter',
+  realizing: REASON.realizing,
   libvirtError: 'LibvirtError',
   removed: REASON.removed,
   invalidSpec: REASON.invalidSpec,

@@ -203,7 +203,8 @@ export class Controller {
       const ready = (status.conditions as { type: string; status: string; reason: string; message: string }[]).find((c) => c.type === CONDITION.ready)!;
       if (before?.status !== ready.status || before?.reason !== ready.reason) {
         const target = { kind: 'VMFilter', name, ...(vm.metadata.uid ? { uid: vm.metadata.uid } : {}) };
-        const warn = !compiled.ok || ready.reason !== REASON.applied && ready.reason !== REASON.pending && ready.reason !== REASON.applying;
+        const underWay: string[] = [REASON.applied, REASON.pending, REASON.applying, REASON.realizing];
+        const warn = !compiled.ok || !underWay.includes(ready.reason);
         void this.events.emit(target, warn ? 'Warning' : 'Normal', ready.reason, ready.message);
       }
     }

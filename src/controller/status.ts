@@ -15,6 +15,7 @@ export const REASON = {
   someFailed: 'SomeFailed',
   noVMs: 'NoVMs',
   removed: 'Removed',
+  realizing: 'Realizing',
 } as const;
 
 function firstError(diagnostics: readonly Diagnostic[]): Diagnostic | undefined {
@@ -45,6 +46,8 @@ export function vmState(compiled: VmResult, vm: Pick<VMFilter, 'status'>): { sta
   }
   const { applied, appliedHash } = agentOutcome(vm);
   if (!applied) return { state: 'pending', reason: REASON.pending, message: 'Waiting for a node agent to apply the filter.' };
+  // libvirt is rebuilding running interfaces for this VM's tree: under way, not failed.
+  if (applied.reason === REASON.realizing) return { state: 'pending', reason: applied.reason, message: applied.message };
   if (applied.status === 'False') return { state: 'failed', reason: applied.reason, message: applied.message };
   if (appliedHash !== compiled.hash) return { state: 'pending', reason: REASON.applying, message: 'The node agent is applying the current filter.' };
   return { state: 'ready', reason: REASON.applied, message: `Applied on ${vm.status?.nodeName ?? 'its node'}.` };

@@ -236,15 +236,15 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
    * now, so time spent waiting for a slot is included: a caller never waits longer than
    * callTimeoutMs, even behind a queue of calls to a daemon that stopped answering.
    */
-  private call(proc: number, op: string, args: XdrWriter = new XdrWriter(0)): Promise<XdrReader> {
+  private call(proc: number, op: string, args: XdrWriter = new XdrWriter(0), timeoutMs = this.callTimeoutMs): Promise<XdrReader> {
     if (!this.conn?.isOpen) return Promise.reject(new LibvirtDisconnectedError(`${op}: not connected to libvirtd`));
-    const deadline = performance.now() + this.callTimeoutMs;
+    const deadline = performance.now() + timeoutMs;
     return this.queue.add(async () => {
       const conn = this.conn;
       if (!conn?.isOpen) throw new LibvirtDisconnectedError(`${op}: not connected to libvirtd`);
       const start = performance.now();
       try {
-        if (deadline <= start) throw new LibvirtTimeoutError(`${op}: no free slot within ${this.callTimeoutMs} ms`);
+        if (deadline <= start) throw new LibvirtTimeoutError(`${op}: no free slot within ${timeoutMs} ms`);
         const body = await conn.call(proc, op, args.bytes(), deadline - start);
         this.hook(this.options.onCall, op, performance.now() - start, true);
         return new XdrReader(body);
@@ -286,15 +286,19 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     return readFilter(await this.call(Proc.nwfilterLookupByUuid, 'nwfilter-lookup-by-uuid', new XdrWriter().fixedOpaque(uuidToBytes(uuid))));
   }
 
-  async filterXml(filter: string | NwFilterRef): Promise<string> {
+  /**
+   * `timeoutMs` overrides the call deadline: libvirtd answers a filter read only after a define in
+   * progress (which rebuilds every interface using the filter) has finished.
+   */
+  async filterXml(filter: string | NwFilterRef, options: { timeoutMs?: number } = {}): Promise<string> {
     const ref = typeof filter === 'string' ? await this.lookupFilterByName(filter) : filter;
-    return (await this.call(Proc.nwfilterGetXmlDesc, 'nwfilter-get-xml', writeFilter(new XdrWriter(), ref).uint(0))).string();
+    return (await this.call(Proc.nwfilterGetXmlDesc, 'nwfilter-get-xml', writeFilter(new XdrWriter(), ref).uint(0), options.timeoutMs)).string();
   }
 
   /** The filter's XML, or undefined when there is no filter of that name. */
-  async filterXmlIfExists(name: string): Promise<string | undefined> {
+  async filterXmlIfExists(name: string, options: { timeoutMs?: number } = {}): Promise<string | undefined> {
     try {
-      return await this.filterXml(name);
+      return await this.filterXml(name, options);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -306,12 +310,15 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
    * UUID on redefinition: when the XML has none or another one, libvirt answers "already exists
    * with uuid", and the existing UUID is put in and the call repeated. A new filter or one whose
    * XML carries the right UUID (the agent's always do) costs a single call.
-   * `validate: false` drops the VALIDATE flag: libvirt then silently "repairs" bad input (see
-   * DESIGN.md), so it exists only to measure what validation costs (about 2 ms per call in libvirtd).
+   * `validate: false` drops the VALIDATE flag: libvirt then silently "repairs" bad input (an
+   * unknown attribute is dropped, not refused), so it exists only to measure what validation costs (about 2 ms per call in libvirtd).
+   * `timeoutMs` overrides the call deadline: libvirtd rebuilds the firewall of every running
+   * interface that uses the filter inside this call (seconds per interface).
    */
-  async defineFilter(xml: string, options: { adoptExistingUuid?: boolean; validate?: boolean } = {}): Promise<NwFilterRef> {
+  async defineFilter(xml: string, options: { adoptExistingUuid?: boolean; validate?: boolean; timeoutMs?: number } = {}): Promise<NwFilterRef> {
     const flags = options.validate === false ? 0 : NWFILTER_DEFINE_VALIDATE;
-    const define = async (text: string) => readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(flags)));
+    const define = async (text: string) =>
+      readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(flags), options.timeoutMs));
     try {
       return await define(xml);
     } catch (err) {

@@ -348,11 +348,16 @@ export class FakeLibvirt implements AgentLibvirt {
     return this.call('listFilters', () => [...this.filters].map(([name, f]) => ({ name, uuid: f.uuid })));
   }
 
-  filterXml(name: string): Promise<string | undefined> {
+  /** The call deadlines the agent asked for (undefined: the client's default), in call order. */
+  readonly deadlines: { op: 'filterXml' | 'defineFilter'; timeoutMs: number | undefined }[] = [];
+
+  filterXml(name: string, options: { timeoutMs?: number } = {}): Promise<string | undefined> {
+    this.deadlines.push({ op: 'filterXml', timeoutMs: options.timeoutMs });
     return this.call('filterXml', () => this.filters.get(name)?.xml);
   }
 
-  defineFilter(xml: string): Promise<void> {
+  defineFilter(xml: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    this.deadlines.push({ op: 'defineFilter', timeoutMs: options.timeoutMs });
     return this.call('defineFilter', () => this.defineFilterNow(xml));
   }
 

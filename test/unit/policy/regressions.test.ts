@@ -1,5 +1,5 @@
-// One test per bug of the reference system listed in DESIGN.md ("Lessons from the reference
-// system's own bugs"). Each would fail had we repeated the bug.
+// One test per bug of the reference system this project replaces (the team's list of lessons from
+// that system's own bugs). Each would fail had we repeated the bug.
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { compilePolicy, departmentFilterName, evaluate, vmFilterName } from '../../../src/policy/index.js';
