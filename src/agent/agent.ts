@@ -98,6 +98,7 @@ export class Agent {
     // (start()): a VMFilter compiled before its department arrived would be quarantined for nothing.
     this.queue = instrumentedQueue('agent', (key) => (key === GC_KEY ? this.collectGarbage() : this.reconcile(key)), o.concurrency, o.log, o.metrics, {
       paused: true,
+      kindOf: (key) => (key === GC_KEY ? 'GarbageCollection' : 'VMFilter'),
     });
     this.wire();
   }
@@ -107,6 +108,7 @@ export class Agent {
       const previous = this.lastSeen.get(name);
       this.lastSeen.set(name, obj);
       this.vmIndex.set(name, this.o.source.vmFilter(name));
+      this.o.metrics.watchedVmFilters.set(this.vmIndex.size);
       this.queue.add(name);
       // Which VMFilter keeps a domain depends on the others naming it (duplicates): they are
       // decided again when one of them appears, goes, or names another domain.
@@ -270,7 +272,6 @@ export class Agent {
   }
 
   private async reconcile(name: string): Promise<HandlerResult> {
-    const end = this.o.metrics.reconcileDuration.startTimer({ kind: 'VMFilter' });
     let raw = this.o.source.vmFilter(name);
     try {
       // Gone from the view is not necessarily deleted: a VMFilter re-pinned to another node leaves
@@ -281,25 +282,21 @@ export class Agent {
       await this.realize(name, decision);
       if (left && decision.kind === 'elsewhere') this.forget(name);
       this.disconnectedRetries.delete(name);
-      this.o.metrics.reconcileTotal.inc({ kind: 'VMFilter', result: 'success' });
       return undefined;
     } catch (err) {
-      this.o.metrics.reconcileTotal.inc({ kind: 'VMFilter', result: 'error' });
       if (err instanceof RealizeError && err.transient) {
         // libvirtd is unreachable: nothing is wrong with the VMFilter; retry quietly. The reconnect
         // triggers a resync as well.
         const attempt = (this.disconnectedRetries.get(name) ?? 0) + 1;
         this.disconnectedRetries.set(name, attempt);
         this.log.debug({ vmfilter: name, err: err.message }, 'libvirtd unreachable; will retry');
-        return { requeueAfterMs: backoffDelay(RETRY, attempt) };
+        return { requeueAfterMs: backoffDelay(RETRY, attempt), failed: true };
       }
       this.o.metrics.errors.inc({ component: 'agent' });
       if (err instanceof RealizeError && raw && !raw.metadata?.deletionTimestamp) {
         await this.reporter.report(raw, { status: 'False', reason: AGENT_REASON.libvirtError, message: `${err.message}; retrying with backoff.` }).catch(() => undefined);
       }
       throw err;
-    } finally {
-      end();
     }
   }
 

@@ -75,7 +75,10 @@ export class Controller {
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
     // Events enqueue from the first list on, but nothing is reconciled before run(): a VMFilter
     // compiled before the departments' cache synced would get a false DepartmentNotFound.
-    this.queue = instrumentedQueue('controller', (key) => this.reconcile(key), o.concurrency ?? 4, o.log, o.metrics, { paused: true });
+    this.queue = instrumentedQueue('controller', (key) => this.reconcile(key), o.concurrency ?? 4, o.log, o.metrics, {
+      paused: true,
+      kindOf: (key) => key.slice(0, key.indexOf('/')),
+    });
     this.wire();
   }
 
@@ -139,20 +142,16 @@ export class Controller {
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
 
+  /** Keys are `<kind>/<name>`; the queue's wrapper times and counts each run by kind. */
   private async reconcile(key: string): Promise<void> {
     const [kind, name] = key.split('/') as [KindName, string];
-    const end = this.o.metrics.reconcileDuration.startTimer({ kind });
     try {
       if (kind === 'VMFilter') await this.reconcileVm(name);
       else if (kind === 'DepartmentPolicy') await this.reconcileDepartment(name);
       else await this.reconcileService(name);
-      this.o.metrics.reconcileTotal.inc({ kind, result: 'success' });
     } catch (err) {
-      this.o.metrics.reconcileTotal.inc({ kind, result: 'error' });
       this.o.metrics.errors.inc({ component: 'controller' });
       throw err;
-    } finally {
-      end();
     }
   }
 

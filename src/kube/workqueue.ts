@@ -22,7 +22,11 @@ export interface WorkQueueOptions {
 }
 
 /** What a handler may ask for besides success or a thrown error. */
-export type HandlerResult = void | { requeueAfterMs: number };
+export type HandlerResult = void | {
+  requeueAfterMs: number;
+  /** Counted as a failed reconcile although retried on the handler's own schedule (e.g. libvirtd unreachable). */
+  failed?: boolean;
+};
 
 /**
  * A keyed work queue with controller-runtime's semantics, scheduled by p-queue:
@@ -156,17 +160,36 @@ export class WorkQueue {
   }
 }
 
-/** A WorkQueue that reports its depth and retries as metrics, labelled with its name. */
+/**
+ * The one reconcile wrapper of both processes: a WorkQueue that times every handler run
+ * (`reconcile_duration_seconds{kind}`), counts it (`reconcile_total{kind,result}`) and reports
+ * depth and retries, labelled with the queue's name. `kindOf` names what a key reconciles.
+ */
 export function instrumentedQueue(
   name: string,
   handler: (key: string) => Promise<HandlerResult>,
   concurrency: number,
   log: Logger,
   metrics: Metrics,
-  options: { paused?: boolean } = {},
+  options: { paused?: boolean; kindOf?: (key: string) => string } = {},
 ): WorkQueue {
-  return new WorkQueue(handler, {
-    ...options,
+  const { kindOf = () => name, ...queueOptions } = options;
+  const measured = async (key: string): Promise<HandlerResult> => {
+    const kind = kindOf(key);
+    const end = metrics.reconcileDuration.startTimer({ kind });
+    try {
+      const result = await handler(key);
+      metrics.reconcileTotal.inc({ kind, result: result && result.failed ? 'error' : 'success' });
+      return result;
+    } catch (err) {
+      metrics.reconcileTotal.inc({ kind, result: 'error' });
+      throw err;
+    } finally {
+      end();
+    }
+  };
+  return new WorkQueue(measured, {
+    ...queueOptions,
     name,
     concurrency,
     log,

@@ -68,6 +68,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; component?: '
       labelNames: ['reason'] as const,
       registers: agentOnly,
     }),
+    watchedVmFilters: new Gauge({
+      name: `${PREFIX}watched_vmfilters`,
+      help: "VMFilters in this agent's view (pinned to its node, unpinned, or held by it).",
+      registers: agentOnly,
+    }),
     isLeader: new Gauge({ name: `${PREFIX}leader`, help: '1 while this controller replica holds the lease.', registers: controllerOnly }),
   };
 }
