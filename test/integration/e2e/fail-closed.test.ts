@@ -213,6 +213,46 @@ describe('fail-closed agent, end to end', () => {
     }
   });
 
+  it("fault 10: a VMFilter that leaves the agent's watch (re-pinned elsewhere, held by another node) keeps its filter; VMs of other nodes are not watched", async () => {
+    await useAgent(SHORT);
+    const name = `${P}-left`;
+    const filter = vmFilterName(name);
+    defineDomain(name, mac(10, 1), tap());
+    const elsewhere = Array.from({ length: 30 }, (_, i) => `${P}-far-${i}`);
+    try {
+      applyObjects([vmFilter(name, { domain: { name } }, { case: 'f10' })]);
+      await waitApplied(name, 'Applied');
+      const watchedBefore = await metric('nwfilter_operator_watched_vmfilters');
+      // 30 VMs pinned to another node: this agent's watches never deliver them.
+      applyObjects(elsewhere.map((n) => vmFilter(n, { domain: { name: n }, nodeName: OTHER_NODE }, { case: 'f10' })));
+      await waitFor('controller accepted the 30', () => (elsewhere.every((n) => cond(vmObj(n), 'Accepted')?.status === 'True') ? true : undefined), 60_000, 500);
+      await sleep(1500);
+      const watchedFar = await metric('nwfilter_operator_watched_vmfilters');
+      console.log(`[fault 10] watched_vmfilters ${watchedBefore} before and ${watchedFar} after 30 VMFilters pinned to another node`);
+      expect(watchedFar).toBe(watchedBefore);
+
+      // Re-pinned while the domain is here (still held here: NodeMismatch), then the holder is
+      // overwritten: no watch of this node selects the object any more.
+      applyObjects([vmFilter(name, { domain: { name }, nodeName: OTHER_NODE }, { case: 'f10' })]);
+      await waitApplied(name, 'NodeMismatch');
+      const before = await libvirtWrites();
+      kubectlOk(['patch', 'vmfilter', name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodeName: `ghost-${P}` } })]);
+      // The agent reads the object back, finds its domain here and holds it again.
+      const back = await waitFor('held again', () => (vmObj(name)?.status?.nodeName === NODE ? vmObj(name) : undefined), 30_000, 200);
+      expect(cond(back, 'Applied')).toMatchObject({ status: 'False', reason: 'NodeMismatch' });
+      expect(domainFilterrefs(name, true)).toEqual([filter]);
+      await waitResyncs(1, SHORT_MS);
+      expect(domainFilterrefs(name, true)).toEqual([filter]);
+      expect(filterNames(filter)).toContain(filter);
+      const after = await libvirtWrites();
+      console.log(`[fault 10] left the watch and read back: libvirt writes before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
+      expect(after.undefine).toBe(before.undefine);
+      expect(after.update).toBe(before.update);
+    } finally {
+      await cleanupCase('f10', [name]);
+    }
+  });
+
   it('fault 6: two VMFilters for one domain: the older keeps it (Applied), the newer is Conflict, no flip-flop over resyncs', async () => {
     await useAgent(SHORT);
     const dom = `${P}-dup`;
