@@ -90,6 +90,8 @@ export class Agent {
       realizer: this.realizer,
       domains: this.domains,
       vmFilters: () => o.source.vmFilters(),
+      fetchVmFilter: (name) => o.source.fetchVmFilter(name),
+      knownVmFilterNames: () => this.lastSeen.keys(),
       decision: this.decision,
       log: o.log,
       metrics: o.metrics,

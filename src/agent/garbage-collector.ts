@@ -1,6 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { vmFilterName } from '../policy/index.js';
+import { vmFilterName, vmFilterOfName } from '../policy/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, type DecisionContext } from './desired-state.js';
 import type { DomainCache } from './domain-cache.js';
@@ -17,7 +17,9 @@ import { targetsOf, type Realizer } from './realizer.js';
  *   stored under a looser CRD still protects its domain) unless the object is positively someone
  *   else's now (not pinned here, domain not here) AND no interface here carries the filter;
  * - a VM filter whose VMFilter is gone is detached first (deleting the VMFilter is the user's
- *   explicit "unprotect") and then undefined;
+ *   explicit "unprotect") and then undefined. "Gone" is what the API server says, never the
+ *   agent's view alone: the view holds only this node's VMFilters, and one re-pinned elsewhere
+ *   may still name a filter on an interface here (it stays until a GET answers 404);
  * - everything a kept filter references (as libvirt has it) is kept.
  */
 export class GarbageCollector {
@@ -26,7 +28,12 @@ export class GarbageCollector {
       libvirt: AgentLibvirt;
       realizer: Realizer;
       domains: DomainCache;
+      /** The VMFilters of this node's view. */
       vmFilters: () => readonly KubernetesObject[];
+      /** Reads one VMFilter from the API server (undefined: it does not exist). */
+      fetchVmFilter: (name: string) => Promise<KubernetesObject | undefined>;
+      /** VMFilter names this agent has seen (to name the VMFilter of a shortened filter name). */
+      knownVmFilterNames: () => Iterable<string>;
       decision: DecisionContext;
       log: Logger;
       metrics: Metrics;
@@ -59,6 +66,29 @@ export class GarbageCollector {
     }
   }
 
+  /**
+   * A filter on an interface here whose VMFilter is not in this node's view: 'gone' only when the
+   * API server says so (a GET answers 404, or the object is being deleted); 'kept' when it exists
+   * elsewhere or its VMFilter cannot be named. A failed GET aborts the pass (retried later).
+   */
+  private async outsideView(filter: string): Promise<'gone' | 'kept'> {
+    const vmName = this.vmFilterOf(filter);
+    if (vmName === undefined) {
+      this.o.log.warn({ filter }, 'cannot name the VMFilter of an attached filter; it stays');
+      return 'kept';
+    }
+    const obj = await this.o.fetchVmFilter(vmName);
+    return !obj || obj.metadata?.deletionTimestamp ? 'gone' : 'kept';
+  }
+
+  /** The VMFilter a VM filter name belongs to: derived when the name was not shortened, else from the names seen. */
+  private vmFilterOf(filter: string): string | undefined {
+    const derived = vmFilterOfName(filter);
+    if (derived !== undefined) return derived;
+    for (const n of this.o.knownVmFilterNames()) if (vmFilterName(n) === filter) return n;
+    return undefined;
+  }
+
   /** Returns the names of the filters it undefined. */
   async collect(): Promise<string[]> {
     const owned = (await this.o.libvirt.listFilters()).filter(isOwnedFilter).map((f) => f.name);
@@ -72,7 +102,10 @@ export class GarbageCollector {
       if (!name.startsWith('nwf-vm-')) continue;
       const obj = objects.get(name);
       if (!obj) {
-        detachFirst.push(name);
+        // Not carried by an interface here: nothing of this node needs it, whoever owns it now.
+        if (!attached.has(name)) continue;
+        if ((await this.outsideView(name)) === 'gone') detachFirst.push(name);
+        else roots.add(name);
         continue;
       }
       const d = decide(obj, this.o.decision);

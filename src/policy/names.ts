@@ -25,6 +25,15 @@ function filterName(prefix: string, name: string): string {
 export const departmentFilterName = (department: string): string => filterName('nwf-dept-', department);
 export const vmFilterName = (vmFilter: string): string => filterName('nwf-vm-', vmFilter);
 
+/**
+ * The VMFilter a VM filter name was made from, when the name says so for certain: a name shorter
+ * than the limit was never shortened. One at the limit may be a shortened one (undefined).
+ */
+export function vmFilterOfName(filter: string): string | undefined {
+  if (!filter.startsWith('nwf-vm-') || filter.length >= MAX_NAME) return undefined;
+  return filter.slice('nwf-vm-'.length);
+}
+
 export function isManagedFilterName(name: string): boolean {
   return name.startsWith(FILTER_PREFIX);
 }

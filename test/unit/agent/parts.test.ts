@@ -60,15 +60,49 @@ describe('GarbageCollector', () => {
     await lv.defineFilter(filterXml('nwf-dept-x'));
     await lv.defineFilter(filterXml('nwf-vm-broken', ['nwf-dept-x']));
     await lv.defineFilter(filterXml('nwf-vm-gone'));
+    await lv.defineFilter(filterXml('nwf-vm-moved', ['nwf-dept-x']));
+    await lv.defineFilter(filterXml('nwf-vm-moved-unattached'));
     await lv.defineFilter(filterXml('nwf-dept-unused'));
-    const uuid = lv.defineDomain({ name: 'd', interfaces: [{ mac: M1, filterref: { filter: 'nwf-vm-gone', parameters: [] } }] });
+    const uuid = lv.defineDomain({
+      name: 'd',
+      interfaces: [
+        { mac: M1, filterref: { filter: 'nwf-vm-gone', parameters: [] } },
+        { mac: M2, filterref: { filter: 'nwf-vm-moved', parameters: [] } },
+      ],
+    });
     source.put('VMFilter', { metadata: { name: 'broken' }, spec: { domain: { name: 'elsewhere' }, rules: [{ action: 'return' }] } });
     await domains.refresh();
-    const gc = new GarbageCollector({ libvirt: lv, realizer, domains, vmFilters: () => source.vmFilters(), decision: { nodeName: 'n', domains, claimants: () => source.vmFilters(), quarantine: true }, log, metrics: createMetrics() });
+    // 'moved' and 'moved-unattached' exist on the API server but left this node's view (re-pinned elsewhere).
+    const elsewhere = new Set(['moved', 'moved-unattached']);
+    const fetched: string[] = [];
+    let apiDown = false;
+    const gc = new GarbageCollector({
+      libvirt: lv,
+      realizer,
+      domains,
+      vmFilters: () => source.vmFilters(),
+      fetchVmFilter: async (name) => {
+        if (apiDown) throw new Error('connection refused');
+        fetched.push(name);
+        return elsewhere.has(name) ? { metadata: { name }, spec: { domain: { name: 'other' }, nodeName: 'n2' } } : undefined;
+      },
+      knownVmFilterNames: () => [],
+      decision: { nodeName: 'n', domains, claimants: () => source.vmFilters(), quarantine: true },
+      log,
+      metrics: createMetrics(),
+    });
+    apiDown = true;
+    // Whether 'gone' is gone only the API server can say: without it nothing is detached or removed.
+    await expect(gc.collect()).rejects.toThrow('connection refused');
+    expect(lv.interfacesOf(uuid, 'config')[0]!.filterref?.filter).toBe('nwf-vm-gone');
+    apiDown = false;
     const removed = await gc.collect();
-    expect(removed.sort()).toEqual(['nwf-dept-unused', 'nwf-vm-gone']);
+    // Only attached filters outside the view are looked up; an unattached one is nothing of this node's.
+    expect(fetched.sort()).toEqual(['gone', 'moved']);
+    expect(removed.sort()).toEqual(['nwf-dept-unused', 'nwf-vm-gone', 'nwf-vm-moved-unattached']);
     expect(lv.interfacesOf(uuid, 'config')[0]!.filterref).toBeUndefined();
-    expect((await lv.listFilters()).map((f) => f.name).sort()).toEqual(['nwf-dept-x', 'nwf-users-own', 'nwf-vm-broken']);
+    expect(lv.interfacesOf(uuid, 'config')[1]!.filterref?.filter).toBe('nwf-vm-moved');
+    expect((await lv.listFilters()).map((f) => f.name).sort()).toEqual(['nwf-dept-x', 'nwf-users-own', 'nwf-vm-broken', 'nwf-vm-moved']);
   });
 });
 
