@@ -10,6 +10,7 @@ import type {
 import { BANDS } from './bands.js';
 import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
 import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
+import { optimizeFilter } from './optimize.js';
 import { renderFilterXml } from './render.js';
 import { effectiveServices, resolveDirection, type ServiceEntry } from './resolve.js';
 import { baseRules, byPriority, customRules, defaultRules, serviceRules } from './rules.js';
@@ -17,6 +18,15 @@ import { validateFilter, validateTree } from './validate.js';
 
 /** libvirt's own filters that ours may reference. */
 export const LIBVIRT_FILTERS: ReadonlySet<string> = new Set(['clean-traffic']);
+
+/**
+ * `optimize` (default true): leave out rules that cannot change any verdict and merge adjacent port
+ * ranges (optimize.ts), so that libvirt instantiates fewer iptables rules per interface. False gives
+ * the rules exactly as rules.ts generates them, to compare with.
+ */
+export interface CompileOptions {
+  optimize?: boolean;
+}
 
 export interface PolicyInput {
   services: readonly ServicePolicy[];
@@ -72,8 +82,9 @@ export interface CompiledPolicy {
   diagnostics: Diagnostic[];
 }
 
-function finish(name: string, level: NwFilter['level'], refs: string[], rules: NwRule[]): NwFilter {
-  return { name, uuid: filterUuid(name), level, refs, rules: byPriority(rules) };
+function finish(name: string, level: NwFilter['level'], refs: string[], rules: NwRule[], options: CompileOptions): NwFilter {
+  const filter: NwFilter = { name, uuid: filterUuid(name), level, refs, rules: byPriority(rules) };
+  return options.optimize === false ? filter : optimizeFilter(filter);
 }
 
 function toCompiled(filter: NwFilter): CompiledFilter {
@@ -85,7 +96,7 @@ function filterDiagnostics(filter: NwFilter, resource: ResourceRef): Diagnostic[
 }
 
 /** Global defaults: one accept per port entry of every service whose `use` / `provide` is true. */
-export function compileGlobal(services: readonly ServiceEntry[]): NwFilter {
+export function compileGlobal(services: readonly ServiceEntry[], options: CompileOptions = {}): NwFilter {
   const rules: NwRule[] = [];
   for (const s of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const dir of ['use', 'provide'] as const) {
@@ -94,7 +105,7 @@ export function compileGlobal(services: readonly ServiceEntry[]): NwFilter {
       }
     }
   }
-  return finish(GLOBAL_FILTER, 'global', [], rules);
+  return finish(GLOBAL_FILTER, 'global', [], rules, options);
 }
 
 function missingServices(
@@ -125,6 +136,7 @@ export function compileDepartment(
   name: string,
   spec: DepartmentPolicySpec,
   services: ReadonlyMap<string, ServiceEntry>,
+  options: CompileOptions = {},
 ): DepartmentResult {
   const resource: ResourceRef = { kind: 'DepartmentPolicy', name };
   const missing = missingServices(resource, 'spec.services', spec.services, services);
@@ -155,7 +167,7 @@ export function compileDepartment(
   }
   rules.push(...defaultRules(spec.defaultAction, { level: 'department', owner: name, priority: BANDS.departmentDefault }));
   const refs = [GLOBAL_FILTER, ...(spec.cleanTraffic ? ['clean-traffic'] : [])];
-  const filter = finish(filterName, 'department', refs, rules);
+  const filter = finish(filterName, 'department', refs, rules, options);
   const diagnostics = filterDiagnostics(filter, resource);
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
   return { ok: true, name, filter: toCompiled(filter), diagnostics };
@@ -173,6 +185,8 @@ export interface VmContext {
   departments: ReadonlyMap<string, DepartmentResult>;
   departmentSpecs: ReadonlyMap<string, DepartmentPolicySpec>;
   global: CompiledFilter;
+  /** How the VM filters are compiled; the global and department filters of the context are compiled already. */
+  options?: CompileOptions;
 }
 
 export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmResult {
@@ -212,7 +226,7 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
   // Every VM chain starts with the base rules and, whatever the levels above allowed or not, ends in a drop.
   rules.push(...baseRules({ level: 'vm', owner: name, priority: BANDS.vmBase }));
   rules.push(...defaultRules('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
-  const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules);
+  const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules, ctx.options ?? {});
   const diagnostics = [...filterDiagnostics(filter, resource), ...warnings];
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
 
@@ -239,22 +253,22 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
 }
 
 /** Compiles everything: pure, total on schema-valid input, deterministic. */
-export function compilePolicy(input: PolicyInput): CompiledPolicy {
+export function compilePolicy(input: PolicyInput, options: CompileOptions = {}): CompiledPolicy {
   const services = new Map<string, ServiceEntry>(input.services.map((s) => [s.metadata.name, { name: s.metadata.name, spec: s.spec }]));
-  const global = toCompiled(compileGlobal([...services.values()]));
+  const global = toCompiled(compileGlobal([...services.values()], options));
   const filters = new Map<string, CompiledFilter>([[global.filter.name, global]]);
   const diagnostics: Diagnostic[] = filterDiagnostics(global.filter, { kind: 'ServicePolicy', name: '*' });
 
   const departmentSpecs = new Map(input.departments.map((d) => [d.metadata.name, d.spec]));
   const departments = new Map<string, DepartmentResult>();
   for (const d of input.departments) {
-    const result = compileDepartment(d.metadata.name, d.spec, services);
+    const result = compileDepartment(d.metadata.name, d.spec, services, options);
     departments.set(d.metadata.name, result);
     diagnostics.push(...result.diagnostics);
     if (result.ok) filters.set(result.filter.filter.name, result.filter);
   }
 
-  const ctx: VmContext = { services, departments, departmentSpecs, global };
+  const ctx: VmContext = { services, departments, departmentSpecs, global, options };
   const vms = new Map<string, VmResult>();
   for (const vm of input.vms) {
     const result = compileVm(vm.metadata.name, vm.spec, ctx);

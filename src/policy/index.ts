@@ -10,4 +10,5 @@ export * from './evaluate.js';
 export * from './index-cache.js';
 export * from './canonical.js';
 export * from './instantiate.js';
+export * from './optimize.js';
 export * from './quarantine.js';

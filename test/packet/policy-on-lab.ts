@@ -166,13 +166,16 @@ export class PolicyOnLab {
     throw new Error('a probe that crosses no bound VM');
   }
 
-  /** explain's answer for a probe (the same model and function the CLI uses). */
-  predict(p: Probe): ConnectionResult & { verdict: Verdict } {
+  /**
+   * explain's answer for a probe (the same model and function the CLI uses), on the bound tree's
+   * instances or on `instances` of the same VM compiled otherwise (e.g. without the optimizer).
+   */
+  predict(p: Probe, instances?: readonly RuleInstance[]): ConnectionResult & { verdict: Verdict } {
     const { vm, direction, remote } = this.vmOf(p);
     const responder = nameOf(p.to);
     const listening = p.proto === 'icmp' || (this.listening.get(responder)?.[p.proto].has(p.port ?? -1) ?? false);
     const result = evaluateConnection(
-      vm.instances,
+      instances ?? vm.instances,
       {
         direction,
         protocol: p.proto,

@@ -132,9 +132,15 @@ describe('reference-system regressions', () => {
       services: [],
       departments: [department('d', { rules: [{ ...rule('drop', 10), enforced: true }, rule('accept', 10), { ...rule('accept', 10), enforced: true }, rule('drop', 5)] })],
       vms: [vm('v', { department: 'd', rules: [rule('accept', 50), rule('drop', 50), rule('accept', 0)] })],
-    });
+    }, { optimize: false });
     const v = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom');
     expect(v.map((r) => [r.action, r.priority])).toEqual([['accept', -700], ['accept', -699], ['drop', -698]]);
+    // Optimized (optimize.ts), the second accept, identical to the first, is left out: it can never
+    // match a packet. The drop stays (its instance matches NEW packets in any conntrack direction,
+    // which the accept's --ctdir ORIGINAL does not cover).
+    const optimized = compilePolicy({ services: [], departments: [], vms: [vm('v', { rules: [rule('accept', 50), rule('drop', 50), rule('accept', 0)] })] });
+    const vo = okVm(optimized, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    expect(vo.map((r) => [r.action, r.priority])).toEqual([['accept', -700], ['drop', -698]]);
     const d = compiled.departments.get('d');
     if (!d?.ok) throw new Error('department did not compile');
     const dr = d.filter.filter.rules.filter((r) => r.origin.kind === 'custom');
