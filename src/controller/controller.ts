@@ -70,7 +70,7 @@ export class Controller {
   constructor(private readonly o: ControllerOptions) {
     this.log = o.log;
     this.informers = createPolicyInformers(o.clients, o.log, o.metrics, o.resyncMs);
-    this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') });
+    this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') }, { cacheVms: false });
     this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
     // Events enqueue from the first list on, but nothing is reconciled before run(): a VMFilter

@@ -19,6 +19,9 @@ export function createPolicyInformers(clients: KubeClients, log: Logger, metrics
   };
 }
 
+/** Objects per list request (client-go's default page size). */
+export const LIST_PAGE_SIZE = 500;
+
 /** managedFields is the largest part of an object we never read: 10,000 VMFilters carry it for nothing. */
 export function dropManagedFields(obj: KubernetesObject): void {
   if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
@@ -33,14 +36,31 @@ export function kindInformer(
   options: { resyncMs?: number; fieldSelector?: string; name?: string } = {},
 ): ResilientInformer<KubernetesObject> {
   const { fieldSelector } = options;
+  // Paged like client-go's pager (500 per page, one consistent snapshot through `continue`): one
+  // response with 10,000 objects is tens of MB of JSON held at once, the process's peak memory.
   const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-    const result = (await clients.custom.listClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: kindInfo(kind).plural,
-      ...(fieldSelector !== undefined ? { fieldSelector } : {}),
-    })) as KubernetesListObject<KubernetesObject>;
-    return result;
+    const items: KubernetesObject[] = [];
+    let resourceVersion: string | undefined;
+    let next: string | undefined;
+    do {
+      const page = (await clients.custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: kindInfo(kind).plural,
+        limit: LIST_PAGE_SIZE,
+        ...(next ? { _continue: next } : {}),
+        ...(fieldSelector !== undefined ? { fieldSelector } : {}),
+      })) as KubernetesListObject<KubernetesObject>;
+      for (const item of page.items) {
+        dropManagedFields(item);
+        items.push(item);
+      }
+      resourceVersion ??= page.metadata?.resourceVersion;
+      // Custom objects come back as the server's JSON, where the token is `continue`.
+      const meta = page.metadata as { continue?: string; _continue?: string } | undefined;
+      next = meta?.continue || meta?._continue || undefined;
+    } while (next);
+    return { apiVersion: 'v1', kind: 'List', metadata: { ...(resourceVersion ? { resourceVersion } : {}) }, items };
   };
   return new ResilientInformer<KubernetesObject>({
     name: options.name ?? kind,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, VERSION } from '../api/index.js';
 import { kindInfo, type KindName } from './resources.js';
@@ -87,7 +88,8 @@ export class StatusWriter {
     current?: { status: Record<string, unknown> | undefined; owned: readonly string[] },
   ): Promise<boolean> {
     const key = `${kind}/${name}/${uid ?? ''}`;
-    const text = canonicalJson(status);
+    // A digest, not the text: 10,000 remembered statuses of 2 KB each were 20 MB of heap.
+    const text = createHash('sha256').update(canonicalJson(status)).digest('base64url');
     if (this.last.get(key) === text) return false;
     if (current && statusMatches(current.status, status, current.owned)) {
       this.last.set(key, text);
