@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { LeaderElector, loadKubeConfig, makeClients, type KubeClients } from '../kube/index.js';
+import { LeaderElector, loadKubeConfig, makeClients, type KubeClients, type LeaderElectionOptions } from '../kube/index.js';
 import { loadConfig } from './config.js';
 import { startProbeServers } from './http-server.js';
 import { createLogger, type Logger } from './logger.js';
@@ -18,14 +18,7 @@ export interface ProcessContext<C> {
 }
 
 /** Leader election settings; the work starts only while this replica holds the Lease. */
-export interface LeaderElection {
-  namespace: string;
-  name: string;
-  identity: string;
-  leaseDurationMs: number;
-  renewDeadlineMs: number;
-  retryPeriodMs: number;
-}
+export type LeaderElection = Pick<LeaderElectionOptions, 'namespace' | 'name' | 'identity' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>;
 
 /** What a command built on the harness is made of. */
 export interface Service {
@@ -83,13 +76,8 @@ export async function runProcess<S extends z.ZodObject>(o: {
   else {
     const le = service.leaderElection;
     elector = new LeaderElector({
+      ...le,
       api: clients.coordination,
-      namespace: le.namespace,
-      name: le.name,
-      identity: le.identity,
-      leaseDurationMs: le.leaseDurationMs,
-      renewDeadlineMs: le.renewDeadlineMs,
-      retryPeriodMs: le.retryPeriodMs,
       log,
       onStartedLeading: () => {
         metrics.isLeader.set(1);

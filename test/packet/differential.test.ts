@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compilePolicy, instantiateTree, type NwFilter, type PolicyInput, type RuleInstance } from '../../src/policy/index.js';
-import { department, service, vm } from '../helpers/builders.js';
+import { randomPolicy } from '../helpers/policy-world.js';
 import { LAB, type Endpoint, type Lab, type Probe } from './lab.js';
 import { PolicyOnLab, describeProbe } from './policy-on-lab.js';
 
@@ -42,66 +42,15 @@ afterAll(async () => {
 // ---- random policies over the lab's addresses and ports ------------------------------------------
 
 const port = fc.constantFrom(...PORTS);
-const range = fc.oneof(
-  port.map((p) => ({ port: p })),
-  fc.tuple(port, fc.integer({ min: 1, max: 4 })).map(([p, span]) => ({ port: p, endPort: Math.min(PORTS.at(-1)!, p + span) })),
-);
-/** CIDRs that contain the peer, the VM, the host, all of them, or nothing of the lab. */
-const cidr = (): fc.Arbitrary<string> =>
-  fc.constantFrom(`${peerAddress()}/32`, `${vmAddress()}/32`, `${LAB.host4}/32`, `${LAB.net4}.0/24`, `${LAB.net4}.0/28`, '10.0.0.0/8');
-const peerAddress = (): string => peer.ipv4;
-const vmAddress = (): string => vm1.ipv4;
-const override = fc.constantFrom('allow', 'deny', 'inherit') as fc.Arbitrary<'allow' | 'deny' | 'inherit'>;
-
-const servicePort = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ protocol: fc.constantFrom('tcp', 'udp') as fc.Arbitrary<'tcp' | 'udp'>, r: range, side: fc.constantFrom('server', 'client') as fc.Arbitrary<'server' | 'client'> }).map(({ protocol, r, side }) => ({ protocol, ...r, side })) },
-  { weight: 1, arbitrary: fc.constant({ protocol: 'icmp' as const }) },
-);
-
-const customRule = fc
-  .record({
-    action: fc.constantFrom('accept', 'drop', 'reject') as fc.Arbitrary<'accept' | 'drop' | 'reject'>,
-    direction: fc.constantFrom('in', 'out', 'inout') as fc.Arbitrary<'in' | 'out' | 'inout'>,
-    protocol: fc.constantFrom('tcp', 'udp', 'icmp', 'all') as fc.Arbitrary<'tcp' | 'udp' | 'icmp' | 'all'>,
-    ports: fc.option(fc.array(range, { minLength: 1, maxLength: 2 }), { nil: undefined }),
-    source: fc.option(fc.constant(null).chain(cidr), { nil: undefined, freq: 3 }),
-    destination: fc.option(fc.constant(null).chain(cidr), { nil: undefined, freq: 3 }),
-    priority: fc.integer({ min: 0, max: 99 }),
-  })
-  .map((r) => ({
-    action: r.action,
-    direction: r.direction,
-    protocol: r.protocol,
-    priority: r.priority,
-    ...(r.ports && (r.protocol === 'tcp' || r.protocol === 'udp') ? { ports: r.ports } : {}),
-    ...(r.source ? { source: r.source } : {}),
-    ...(r.destination ? { destination: r.destination } : {}),
-  }));
-
-const policy: () => fc.Arbitrary<PolicyInput> = () =>
-  fc.integer({ min: 0, max: 5 }).chain((serviceCount) => {
-    const names = Array.from({ length: serviceCount }, (_, i) => `s${i}`);
-    const overrides = (enforced: boolean) =>
-      fc.subarray(names).chain((picked) =>
-        fc.tuple(...picked.map((name) => fc.record({ use: override, provide: override, enforced: fc.boolean() }).map((o) => ({ name, use: o.use, provide: o.provide, ...(enforced ? { enforced: o.enforced } : {}) })))),
-      );
-    return fc.record({
-      services: fc.tuple(...names.map((name) => fc.record({ ports: fc.array(servicePort, { minLength: 1, maxLength: 2 }), use: fc.boolean(), provide: fc.boolean() }).map((spec) => service(name, spec)))),
-      dept: fc.option(
-        fc.record({
-          services: overrides(true),
-          rules: fc.array(fc.tuple(customRule, fc.boolean()).map(([r, enforced]) => ({ ...r, enforced })), { maxLength: 3 }),
-          defaultAction: fc.constantFrom('drop', 'reject') as fc.Arbitrary<'drop' | 'reject'>,
-        }),
-        { nil: undefined },
-      ),
-      vmServices: overrides(false),
-      vmRules: fc.array(customRule, { maxLength: 4 }),
-    }).map(({ services, dept, vmServices, vmRules }): PolicyInput => ({
-      services: [...services],
-      departments: dept ? [department('d', { services: [...dept.services], rules: dept.rules, defaultAction: dept.defaultAction })] : [],
-      vms: [vm('v1', { ...(dept ? { department: 'd' } : {}), services: [...vmServices], rules: vmRules, parameters: { ip: [vmAddress()] } })],
-    }));
+/** CIDRs that contain the peer, the VM, the host, all of them, or nothing of the lab (known once the lab is up). */
+const policy = (): fc.Arbitrary<PolicyInput> =>
+  randomPolicy({
+    ports: PORTS,
+    cidrs: [`${peer.ipv4}/32`, `${vm1.ipv4}/32`, `${LAB.host4}/32`, `${LAB.net4}.0/24`, `${LAB.net4}.0/28`, '10.0.0.0/8'],
+    serviceProtocols: ['tcp', 'udp'],
+    maxPriority: 99,
+    max: { services: 5, servicePorts: 2, rulePorts: 2, departmentRules: 3, vmRules: 4 },
+    vmParameters: { ip: [vm1.ipv4] },
   });
 
 const probe: () => fc.Arbitrary<Probe> = () =>

@@ -22,6 +22,7 @@ import {
 import { packet, policyInput } from '../../helpers/arbitraries.js';
 import { department, service, vm } from '../../helpers/builders.js';
 import { filtersOf } from '../../helpers/decide.js';
+import { randomPolicy } from '../../helpers/policy-world.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 300);
 
@@ -44,79 +45,12 @@ const CIDRS = ['10.0.0.0/8', '10.1.0.0/16', '10.1.2.0/24', '10.1.2.3/32', '10.1.
 const ADDRESSES4 = ['10.1.2.3', '10.1.2.4', '10.1.2.5', '10.1.3.1', '10.2.0.1', '192.168.1.1', '11.0.0.1', '192.0.2.254'];
 const ADDRESSES6 = ['fd00::1', '2001:db8::fe'];
 
-const smallPort = fc.constantFrom(...PORTS);
-const smallRange = fc.oneof(
-  smallPort.map((p) => ({ port: p })),
-  fc.tuple(smallPort, fc.integer({ min: 1, max: 4 })).map(([p, span]) => ({ port: p, endPort: Math.min(28, p + span) })),
-);
-const l4 = fc.constantFrom('tcp', 'udp', 'sctp') as fc.Arbitrary<'tcp' | 'udp' | 'sctp'>;
-const smallServicePort = fc.oneof(
-  {
-    weight: 5,
-    arbitrary: fc
-      .record({ protocol: l4, r: smallRange, side: fc.constantFrom('server', 'client') as fc.Arbitrary<'server' | 'client'> })
-      .map(({ protocol, r, side }) => ({ protocol, ...r, side })),
-  },
-  { weight: 1, arbitrary: fc.constant({ protocol: 'icmp' as const }) },
-);
-const smallCustomRule = fc
-  .record({
-    action: fc.constantFrom('accept', 'drop', 'reject') as fc.Arbitrary<'accept' | 'drop' | 'reject'>,
-    direction: fc.constantFrom('in', 'out', 'inout') as fc.Arbitrary<'in' | 'out' | 'inout'>,
-    protocol: fc.constantFrom('tcp', 'udp', 'icmp', 'all') as fc.Arbitrary<'tcp' | 'udp' | 'icmp' | 'all'>,
-    ports: fc.option(fc.array(smallRange, { minLength: 1, maxLength: 3 }), { nil: undefined }),
-    source: fc.option(fc.constantFrom(...CIDRS), { nil: undefined, freq: 3 }),
-    destination: fc.option(fc.constantFrom(...CIDRS), { nil: undefined, freq: 3 }),
-    priority: fc.integer({ min: 0, max: 3 }),
-  })
-  .map((r) => ({
-    action: r.action,
-    direction: r.direction,
-    protocol: r.protocol,
-    priority: r.priority,
-    ...(r.ports && (r.protocol === 'tcp' || r.protocol === 'udp') ? { ports: r.ports } : {}),
-    ...(r.source ? { source: r.source } : {}),
-    ...(r.destination ? { destination: r.destination } : {}),
-  }));
-const override = fc.constantFrom('allow', 'deny', 'inherit') as fc.Arbitrary<'allow' | 'deny' | 'inherit'>;
-
-const smallPolicy: fc.Arbitrary<PolicyInput> = fc.integer({ min: 0, max: 6 }).chain((serviceCount) => {
-  const names = Array.from({ length: serviceCount }, (_, i) => `s${i}`);
-  const overrides = (enforced: boolean) =>
-    fc.subarray(names).chain((picked) =>
-      fc.tuple(
-        ...picked.map((name) =>
-          fc
-            .record({ use: override, provide: override, enforced: fc.boolean() })
-            .map((o) => ({ name, use: o.use, provide: o.provide, ...(enforced ? { enforced: o.enforced } : {}) })),
-        ),
-      ),
-    );
-  return fc
-    .record({
-      services: fc.tuple(
-        ...names.map((name) =>
-          fc
-            .record({ ports: fc.array(smallServicePort, { minLength: 1, maxLength: 3 }), use: fc.boolean(), provide: fc.boolean() })
-            .map((spec) => service(name, spec)),
-        ),
-      ),
-      dept: fc.option(
-        fc.record({
-          services: overrides(true),
-          rules: fc.array(fc.tuple(smallCustomRule, fc.boolean()).map(([r, enforced]) => ({ ...r, enforced })), { maxLength: 4 }),
-          defaultAction: fc.constantFrom('drop', 'reject') as fc.Arbitrary<'drop' | 'reject'>,
-        }),
-        { nil: undefined },
-      ),
-      vmServices: overrides(false),
-      vmRules: fc.array(smallCustomRule, { maxLength: 5 }),
-    })
-    .map(({ services, dept, vmServices, vmRules }): PolicyInput => ({
-      services: [...services],
-      departments: dept ? [department('d', { services: [...dept.services], rules: dept.rules, defaultAction: dept.defaultAction })] : [],
-      vms: [vm('v1', { ...(dept ? { department: 'd' } : {}), services: [...vmServices], rules: vmRules })],
-    }));
+const smallPolicy = randomPolicy({
+  ports: PORTS,
+  cidrs: CIDRS,
+  serviceProtocols: ['tcp', 'udp', 'sctp'],
+  maxPriority: 3,
+  max: { services: 6, servicePorts: 3, rulePorts: 3, departmentRules: 4, vmRules: 5 },
 });
 
 /** Any packet in any of libvirt's chains, including conntrack combinations no first packet has. */
