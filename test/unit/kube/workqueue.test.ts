@@ -162,3 +162,30 @@ describe('WorkQueue', () => {
     await q.shutdown();
   });
 });
+
+describe('WorkQueue and the event loop', () => {
+  it('lets timers and I/O in while thousands of keys finish without waiting on anything', async () => {
+    // Handlers that resolve without I/O (a restart that finds every status right) chain as
+    // microtasks: without a yield, a health probe would wait for the whole queue.
+    let processed = 0;
+    const q = new WorkQueue(
+      async () => {
+        const until = performance.now() + 0.02;
+        while (performance.now() < until);
+        processed++;
+      },
+      { name: 't', concurrency: 4, paused: true },
+    );
+    const N = 20_000;
+    for (let i = 0; i < N; i++) q.add(`k${i}`);
+    const timerSaw: number[] = [];
+    const probe = setInterval(() => timerSaw.push(processed), 5);
+    q.start();
+    await q.drain();
+    clearInterval(probe);
+    await q.shutdown();
+    expect(processed).toBe(N);
+    // The timer ran many times while keys were still waiting.
+    expect(timerSaw.filter((n) => n < N).length).toBeGreaterThan(5);
+  });
+});
