@@ -1,11 +1,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { VMFilter } from '../api/index.js';
-import { instrumentedQueue, parseObject, type HandlerResult, type WorkQueue } from '../kube/index.js';
+import { ChangeFilter, instrumentedQueue, parseObject, type HandlerResult, type WorkQueue } from '../kube/index.js';
 import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName, type VmCompiled } from '../policy/index.js';
 import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
+import { VMFILTER_INPUTS } from '../controller/status.js';
 import { ANNOUNCE_FROM_INTERFACES, expectedRebuildSeconds } from './define-budget.js';
 import { DomainCache } from './domain-cache.js';
 import { KubernetesError, RealizeError } from './errors.js';
@@ -60,6 +61,7 @@ export class Agent {
   private readonly vmIndex = new VmFilterIndex();
   /** Last known state of each VMFilter, to undo its binding once the object is gone. */
   private readonly lastSeen = new Map<string, KubernetesObject>();
+  private readonly changes = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: false });
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
   private readonly disconnectedRetries = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -109,8 +111,11 @@ export class Agent {
     this.o.source.onVmFilterChange((name, obj) => {
       const previous = this.lastSeen.get(name);
       this.lastSeen.set(name, obj);
-      this.vmIndex.set(name, this.o.source.vmFilter(name));
+      const current = this.o.source.vmFilter(name);
+      this.vmIndex.set(name, current);
       this.o.metrics.watchedVmFilters.set(this.vmIndex.size);
+      // The controller's status writes change nothing the agent reads.
+      if (!this.changes.changed(name, current)) return;
       this.queue.add(name);
       // Which VMFilter keeps a domain depends on the others naming it (duplicates): they are
       // decided again when one of them appears, goes, or names another domain.
@@ -373,6 +378,7 @@ export class Agent {
   /** Forgets a VMFilter that is deleted, or no longer this node's and not in its view. */
   private forget(name: string): void {
     this.lastSeen.delete(name);
+    this.changes.forget(name);
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
     this.index.forgetVm(name);

@@ -2,6 +2,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
 import {
+  ChangeFilter,
   EventRecorder,
   FINALIZER,
   StatusWriter,
@@ -26,6 +27,7 @@ import {
   CONDITION,
   CONTROLLER_OWNED,
   REASON,
+  VMFILTER_INPUTS,
   departmentControllerStatus,
   invalidSpecStatus,
   serviceControllerStatus,
@@ -66,6 +68,7 @@ export class Controller {
    * is counted by its own reconcile, which re-queues the aggregates it changes.)
    */
   private readonly uncounted = new Set<string>();
+  private readonly vmChanges = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: true });
 
   constructor(private readonly o: ControllerOptions) {
     this.log = o.log;
@@ -90,8 +93,9 @@ export class Controller {
     const vmKey = (o: KubernetesObject): string => `VMFilter/${o.metadata!.name}`;
     const departmentOf = (o: KubernetesObject | undefined): unknown => (o as { spec?: { department?: unknown } } | undefined)?.spec?.department;
     this.informers.VMFilter.onChange((o) => {
-      // Its reconcile recounts it and re-queues only the aggregates whose counts changed.
-      this.queue.add(vmKey(o));
+      // Its reconcile recounts it and re-queues only the aggregates whose counts changed. Updates
+      // of nothing it reads (its own status writes) re-queue nothing.
+      if (this.vmChanges.changed(o.metadata!.name!, this.informers.VMFilter.get(o.metadata!.name!))) this.queue.add(vmKey(o));
     });
     // Status-only updates (the controller's own writes among them) change nothing compiled.
     onSpecChange(this.informers.DepartmentPolicy, (o) => {

@@ -60,6 +60,13 @@ export const CONTROLLER_OWNED = {
   ServicePolicy: ['observedGeneration', 'conditions', 'vms'],
 } as const;
 
+/**
+ * What of a VMFilter the controller's and the agents' reconciles read: everything but the
+ * controller's own status (its writes re-queue nothing; a resync puts right what someone else
+ * changed there).
+ */
+export const VMFILTER_INPUTS = { ignoreStatus: CONTROLLER_OWNED.VMFilter, ignoreConditions: [CONDITION.accepted, CONDITION.ready] } as const;
+
 /** The status fields the controller owns on a VMFilter. */
 export function vmControllerStatus(vm: VMFilter, compiled: VmResult, now: Date): Record<string, unknown> {
   const generation = vm.metadata.generation;

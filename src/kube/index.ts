@@ -10,3 +10,4 @@ export * from './typed.js';
 export * from './finalizers.js';
 export * from './policy-informers.js';
 export * from './spec-changes.js';
+export * from './change-filter.js';
