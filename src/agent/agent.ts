@@ -62,6 +62,8 @@ export class Agent {
   /** Last known state of each VMFilter, to undo its binding once the object is gone. */
   private readonly lastSeen = new Map<string, KubernetesObject>();
   private readonly changes = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: false });
+  /** The filter names of each VM's tree as last ensured here. */
+  private readonly trees = new Map<string, readonly string[]>();
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
   private readonly disconnectedRetries = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -379,6 +381,7 @@ export class Agent {
   private forget(name: string): void {
     this.lastSeen.delete(name);
     this.changes.forget(name);
+    this.trees.delete(name);
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
     this.index.forgetVm(name);
@@ -422,8 +425,14 @@ export class Agent {
         message: `libvirt is rebuilding the firewall of ${interfaces} running interfaces that use ${filter} (about ${expectedRebuildSeconds(interfaces)} s); the previous rules hold until each is rebuilt.`,
       });
     };
+    // Collect garbage only when this VM's tree stopped naming a filter (it may be unused now): a
+    // department's new rules keep the names, and a collection reads every filter and domain back.
+    const names = compiled.treeFilters.map((f) => f.filter.name);
+    const before = this.trees.get(vm.metadata.name);
     try {
-      if ((await this.realizer.ensureTree(compiled.treeFilters, announce)) > 0) this.scheduleGc();
+      await this.realizer.ensureTree(compiled.treeFilters, announce);
+      this.trees.set(vm.metadata.name, names);
+      if (before?.some((n) => !names.includes(n))) this.scheduleGc();
     } catch (err) {
       if (err instanceof RealizeError && err.terminal) {
         await this.report(vm, d.reportStatus, { status: 'False', reason: AGENT_REASON.invalidFilter, message: `libvirt refused the filter: ${err.message}. The last applied filter stays in place; fix the policy.` });

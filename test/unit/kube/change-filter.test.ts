@@ -1,18 +1,22 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { VMFILTER_INPUTS } from '../../../src/controller/status.js';
 import { ChangeFilter } from '../../../src/kube/change-filter.js';
 
-const vm = (over: { generation?: number; finalizers?: string[]; status?: Record<string, unknown>; annotations?: Record<string, string>; deletionTimestamp?: string }) => ({
-  metadata: { name: 'a', uid: 'u1', generation: over.generation ?? 1, finalizers: over.finalizers, annotations: over.annotations, deletionTimestamp: over.deletionTimestamp },
-  status: over.status,
-});
+type Over = { generation?: number; finalizers?: string[]; status?: Record<string, unknown>; annotations?: Record<string, string>; deletionTimestamp?: string };
+// Objects as they come from the API server (JSON: timestamps are strings).
+const vm = (over: Over): KubernetesObject =>
+  ({
+    metadata: { name: 'a', uid: 'u1', generation: over.generation ?? 1, finalizers: over.finalizers, annotations: over.annotations, deletionTimestamp: over.deletionTimestamp },
+    status: over.status,
+  }) as unknown as KubernetesObject;
 const controllerStatus = { observedGeneration: 1, desiredHash: 'h1', conditions: [{ type: 'Accepted', status: 'True' }, { type: 'Ready', status: 'False' }] };
 
 describe('ChangeFilter', () => {
   it("ignores the controller's own status; sees spec, deletion, annotations, the agent's fields and (for the controller) finalizers", () => {
     const agent = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: false });
     const controller = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: true });
-    const both = (o: ReturnType<typeof vm> | undefined) => [agent.changed('a', o), controller.changed('a', o)];
+    const both = (o: KubernetesObject | undefined) => [agent.changed('a', o), controller.changed('a', o)];
     expect(both(vm({}))).toEqual([true, true]);
     expect(both(vm({ status: controllerStatus }))).toEqual([false, false]);
     expect(both(vm({ status: { ...controllerStatus, desiredHash: 'h2' } }))).toEqual([false, false]);
