@@ -298,7 +298,8 @@ async function runSize(n: number, out: string[]): Promise<void> {
       return names.every((v) => view.get(v)?.applied);
     });
     const allReady = since();
-    if (Number.isNaN(otherAt)) await waitFor('other-node statuses', 120_000, () => others.every((o) => view.get(o)?.accepted)).then(() => (otherAt = since()));
+    const otherTimeout = Math.max(120_000, OTHER * 100);
+    if (Number.isNaN(otherAt)) await waitFor('other-node statuses', otherTimeout, () => others.every((o) => view.get(o)?.accepted)).then(() => (otherAt = since()));
     const probes = await stopProbe();
     const s1 = await snap(ctrl, agent);
     row('1. creates sent (POST, ' + CONCURRENCY + ' in flight)', `${created.toFixed(1)} s`);
