@@ -20,7 +20,8 @@
 // (a rerun reuses it; stop it with NWF_STATE=/tmp/nwf-bench-scale hack/cluster-down.sh).
 //
 // Env: BENCH_SIZES (default: BENCH_N, else "1000"), BENCH_OTHER (default 0), BENCH_CONCURRENCY (creates
-// in flight, default 32). Logs: /tmp/nwf-bench-scale/bench-logs. Needs root and the libvirtd of
+// in flight, default 32), BENCH_CONTROLLER_NODE_FLAGS / BENCH_AGENT_NODE_FLAGS (node flags, e.g. a heap
+// cap). Logs: /tmp/nwf-bench-scale/bench-logs. Needs root and the libvirtd of
 // hack/libvirt-up.sh, whose nwfilters the agent garbage-collects, so wrap it:
 //   flock /tmp/nwf-libvirt.lock npm run bench:scale
 // A Ctrl-C ends flock too, so the lock is free while the cleanup still runs (seconds at N=200, minutes
@@ -88,7 +89,9 @@ async function startProc(command: 'controller' | 'agent', extra: string[]): Prom
   const log = openSync(join(LOGS, `${command}-${Date.now()}.log`), 'a');
   const args = ['dist/cli.js', command, '--kubeconfig', KUBECONFIG, '--metrics-addr', `127.0.0.1:${metricsPort}`,
     '--health-addr', `127.0.0.1:${healthPort}`, ...extra];
-  const child = track(spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', log, log] }));
+  // BENCH_CONTROLLER_NODE_FLAGS / BENCH_AGENT_NODE_FLAGS: node flags to compare (e.g. --max-old-space-size=128).
+  const nodeFlags = (process.env[`BENCH_${command.toUpperCase()}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
+  const child = track(spawn(process.execPath, [...nodeFlags, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', log, log] }));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const proc: Proc = {
     child,
