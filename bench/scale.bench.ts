@@ -146,6 +146,12 @@ const delta = (a: Snap, b: Snap, which: 'ctrl' | 'agent', name: string, label = 
   diff(byKey(a[which], name, label), byKey(b[which], name, label));
 const calls = (s: Snap): Tally => tally(s.agent, `${M}libvirt_call_duration_seconds_count`, (l) => `${l.op}${l.ok === 'true' ? '' : ' (failed)'}`);
 const libvirtCalls = (a: Snap, b: Snap): Tally => diff(calls(a), calls(b));
+/** Seconds the agent waited on libvirtd, by call (summed over calls in flight at once). */
+const libvirtSeconds = (a: Snap, b: Snap): string =>
+  [...diff(...([a, b].map((s) => tally(s.agent, `${M}libvirt_call_duration_seconds_sum`, (l) => l.op ?? '')) as [Tally, Tally]))]
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+    .join(', ') || 'none';
 
 async function waitFor(what: string, timeoutMs: number, ok: () => boolean | Promise<boolean>, everyMs = 250): Promise<number> {
   const start = performance.now();
@@ -316,6 +322,7 @@ async function runSize(n: number, out: string[]): Promise<void> {
     for (const [k, v] of [...diff(s0.api, s1.api)].sort((a, b) => b[1] - a[1])) row(`4. API ${k}`, String(v));
     row('5. libvirt calls by the agent', fmt(libvirtCalls(s0, s1)));
     row('5. libvirt writes by the agent', fmt(delta(s0, s1, 'agent', 'libvirt_writes_total', 'op')));
+    row('5. time waiting on libvirtd', libvirtSeconds(s0, s1));
     row('6. /healthz controller during rollout', probes[0]!);
     row('6. /healthz agent during rollout', probes[1]!);
     check();
