@@ -35,6 +35,9 @@ export interface AgentOptions {
 }
 
 const GC_KEY = '#gc';
+/** A deleted VMFilter's filter is checked this often until a collection undefined it, at most DELETION_CHECKS times. */
+const DELETION_CHECK_MS = 500;
+const DELETION_CHECKS = 60;
 const RETRY = { baseMs: 500, maxMs: 30_000 };
 
 type Protect = Extract<Decision, { kind: 'protect' }>;
@@ -62,6 +65,8 @@ export class Agent {
   /** Last known state of each VMFilter, to undo its binding once the object is gone. */
   private readonly lastSeen = new Map<string, KubernetesObject>();
   private readonly changes = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: false });
+  /** Deleted VMFilters whose filter garbage collection has not undefined yet: checks so far. */
+  private readonly deletionChecks = new Map<string, number>();
   /** The filter names of each VM's tree as last ensured here. */
   private readonly trees = new Map<string, readonly string[]>();
   /** Attempts per key while libvirtd is unreachable (quiet, jittered retries). */
@@ -288,10 +293,10 @@ export class Agent {
       const left = !raw && this.lastSeen.has(name);
       if (left) raw = await this.fetchLeft(name);
       const decision = decide(raw, this.decision);
-      await this.realize(name, decision);
+      const result = await this.realize(name, decision);
       if (left && decision.kind === 'elsewhere') this.forget(name);
       this.disconnectedRetries.delete(name);
-      return undefined;
+      return result;
     } catch (err) {
       if (err instanceof RealizeError && err.transient) {
         // libvirtd is unreachable: nothing is wrong with the VMFilter; retry quietly. The reconnect
@@ -317,16 +322,20 @@ export class Agent {
     }
   }
 
-  private async realize(name: string, d: Decision): Promise<void> {
+  private async realize(name: string, d: Decision): Promise<HandlerResult> {
     if (d.kind === 'conflict') this.conflicted.add(name);
     else this.conflicted.delete(name);
     switch (d.kind) {
       case 'gone':
-        return this.removeDeleted(name, this.lastSeen.get(name), undefined);
-      case 'deleting':
-        await this.removeDeleted(name, d.raw, d.domain);
+        // Nothing waits for this one (no finalizer held it): the collection finishes on its own.
+        await this.removeDeleted(name, this.lastSeen.get(name), undefined);
+        this.forget(name);
+        return undefined;
+      case 'deleting': {
+        if ((await this.removeDeleted(name, d.raw, d.domain)) === 'collecting') return { requeueAfterMs: DELETION_CHECK_MS };
         await this.report(d.raw, d.reportStatus, { status: 'False', reason: AGENT_REASON.removed, message: `Detached and undefined on node ${this.o.nodeName}.` });
-        return;
+        return undefined;
+      }
       case 'elsewhere':
         return this.release(name, d);
       case 'conflict':
@@ -363,8 +372,12 @@ export class Agent {
     }
   }
 
-  /** The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion"). */
-  private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<void> {
+  /**
+   * The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion").
+   * 'collecting' while its filter is still defined: the caller asks again after DELETION_CHECK_MS,
+   * and reports Removed (which lets the finalizer go) only once the filter is gone.
+   */
+  private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<'done' | 'collecting'> {
     const filter = vmFilterName(name);
     const domain = known ?? (last ? this.domains.find((last as VMFilter).spec?.domain) : undefined);
     if (domain) await this.realizer.unbind(filter, domain);
@@ -373,13 +386,23 @@ export class Agent {
     // never saw), so no persistent definition is left pointing at a missing filter. One coalesced
     // collection for a burst of deletions: a pass reads every domain and filter, and one per
     // deleted VM made deleting 1,000 VMs quadratic (minutes).
+    const waited = this.deletionChecks.get(name) ?? 0;
+    if (waited < DELETION_CHECKS && (await this.realizer.exists(filter))) {
+      this.deletionChecks.set(name, waited + 1);
+      this.scheduleGc();
+      return 'collecting';
+    }
+    // Still defined after DELETION_CHECKS: something outside the operator holds it ("in use");
+    // the object goes, and every later collection tries again.
     this.forget(name);
     this.scheduleGc();
+    return 'done';
   }
 
   /** Forgets a VMFilter that is deleted, or no longer this node's and not in its view. */
   private forget(name: string): void {
     this.lastSeen.delete(name);
+    this.deletionChecks.delete(name);
     this.changes.forget(name);
     this.trees.delete(name);
     this.countReason(name, undefined);
