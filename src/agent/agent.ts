@@ -445,7 +445,9 @@ export class Agent {
       await this.report(vm, d.reportStatus, {
         status: 'False',
         reason: AGENT_REASON.realizing,
-        message: `libvirt is rebuilding the firewall of ${interfaces} running interfaces that use ${filter} (about ${expectedRebuildSeconds(interfaces)} s); the previous rules hold until each is rebuilt.`,
+        message:
+          `libvirt is rebuilding the firewall of ${interfaces} running interfaces that use ${filter} ` +
+          `(about ${expectedRebuildSeconds(interfaces)} s); the previous rules hold until each is rebuilt.`,
       });
     };
     // Collect garbage only when this VM's tree stopped naming a filter (it may be unused now): a
