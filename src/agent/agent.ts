@@ -1,12 +1,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { VMFilter } from '../api/index.js';
+import { VMFILTER_INPUTS } from '../controller/status.js';
 import { ChangeFilter, instrumentedQueue, parseObject, type HandlerResult, type WorkQueue } from '../kube/index.js';
 import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName, type VmCompiled } from '../policy/index.js';
 import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
-import { VMFILTER_INPUTS } from '../controller/status.js';
 import { ANNOUNCE_FROM_INTERFACES, expectedRebuildSeconds } from './define-budget.js';
 import { DomainCache } from './domain-cache.js';
 import { KubernetesError, RealizeError } from './errors.js';
