@@ -328,11 +328,13 @@ export class Agent {
     switch (d.kind) {
       case 'gone':
         // Nothing waits for this one (no finalizer held it): the collection finishes on its own.
-        await this.removeDeleted(name, this.lastSeen.get(name), undefined);
+        await this.detachDeleted(name, this.lastSeen.get(name), undefined);
         this.forget(name);
         return undefined;
       case 'deleting': {
-        if ((await this.removeDeleted(name, d.raw, d.domain)) === 'collecting') return { requeueAfterMs: DELETION_CHECK_MS };
+        await this.detachDeleted(name, d.raw, d.domain);
+        if (await this.awaitingCollection(name)) return { requeueAfterMs: DELETION_CHECK_MS };
+        this.forget(name);
         await this.report(d.raw, d.reportStatus, { status: 'False', reason: AGENT_REASON.removed, message: `Detached and undefined on node ${this.o.nodeName}.` });
         return undefined;
       }
@@ -374,29 +376,28 @@ export class Agent {
 
   /**
    * The VMFilter was deleted: the user asked to unprotect its domain (docs/status.md, "Deletion").
-   * 'collecting' while its filter is still defined: the caller asks again after DELETION_CHECK_MS,
-   * and reports Removed (which lets the finalizer go) only once the filter is gone.
+   * Detaches it from the domain it names; undefining is garbage collection's job, which first
+   * detaches the filter from every interface that still carries it (another domain the VMFilter
+   * named earlier, or a domain this process never saw), so no persistent definition is left
+   * pointing at a missing filter. One coalesced collection serves a burst of deletions: a pass
+   * reads every domain and filter, and one per deleted VM made deleting 1,000 VMs quadratic.
    */
-  private async removeDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<'done' | 'collecting'> {
-    const filter = vmFilterName(name);
+  private async detachDeleted(name: string, last: KubernetesObject | undefined, known: DomainInfo | undefined): Promise<void> {
     const domain = known ?? (last ? this.domains.find((last as VMFilter).spec?.domain) : undefined);
-    if (domain) await this.realizer.unbind(filter, domain);
-    // Undefining is garbage collection's job: it first detaches the filter from every interface
-    // that still carries it (another domain the VMFilter named earlier, or a domain this process
-    // never saw), so no persistent definition is left pointing at a missing filter. One coalesced
-    // collection for a burst of deletions: a pass reads every domain and filter, and one per
-    // deleted VM made deleting 1,000 VMs quadratic (minutes).
-    const waited = this.deletionChecks.get(name) ?? 0;
-    if (waited < DELETION_CHECKS && (await this.realizer.exists(filter))) {
-      this.deletionChecks.set(name, waited + 1);
-      this.scheduleGc();
-      return 'collecting';
-    }
-    // Still defined after DELETION_CHECKS: something outside the operator holds it ("in use");
-    // the object goes, and every later collection tries again.
-    this.forget(name);
+    if (domain) await this.realizer.unbind(vmFilterName(name), domain);
     this.scheduleGc();
-    return 'done';
+  }
+
+  /**
+   * True while a deleted VMFilter's filter is still defined: Removed (which lets the finalizer go)
+   * waits for the collection, at most DELETION_CHECKS checks. A filter still defined after that is
+   * held by something outside the operator ("in use"); the object goes and later passes retry.
+   */
+  private async awaitingCollection(name: string): Promise<boolean> {
+    const checks = this.deletionChecks.get(name) ?? 0;
+    if (checks >= DELETION_CHECKS || !(await this.realizer.exists(vmFilterName(name)))) return false;
+    this.deletionChecks.set(name, checks + 1);
+    return true;
   }
 
   /** Forgets a VMFilter that is deleted, or no longer this node's and not in its view. */
