@@ -8,8 +8,9 @@ const CHART = 'charts/nwfilter-operator';
 
 /**
  * The chart's copies of what lives elsewhere in the repository: the CRDs (as templates, so that
- * `helm upgrade` upgrades them, kept on uninstall) and the default service catalog (created once
- * at install by a post-install hook: the CRDs must exist before Helm can map ServicePolicies).
+ * `helm upgrade` upgrades them, kept on uninstall) and the default service catalog (created at
+ * install by a post-install hook, because the CRDs must exist before Helm can map ServicePolicies;
+ * only the entries that do not exist yet, so a reinstall keeps the user's edits).
  */
 export function renderChartFiles(root = '.'): { path: string; text: string }[] {
   const out: { path: string; text: string }[] = [];
@@ -23,13 +24,21 @@ export function renderChartFiles(root = '.'): { path: string; text: string }[] {
   }
   const dir = join(root, 'examples/services');
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
-    const obj = parse(readFileSync(join(dir, file), 'utf8')) as { metadata: Record<string, unknown> };
+    const obj = parse(readFileSync(join(dir, file), 'utf8')) as { apiVersion: string; metadata: Record<string, unknown> & { name: string } };
     obj.metadata = {
       ...obj.metadata,
       labels: { 'app.kubernetes.io/part-of': 'nwfilter-operator', 'nwfilter.infinibay.io/catalog': 'default' },
-      annotations: { 'helm.sh/hook': 'post-install', 'helm.sh/hook-weight': '0', 'helm.sh/hook-delete-policy': 'before-hook-creation' },
+      // Helm deletes an existing object of a hook's name before creating it unless the hook names a
+      // delete policy ("before-hook-creation" is the default): that reverted users' edits at every
+      // reinstall. hook-failed deletes only after a failed readiness wait, which a ServicePolicy (not a
+      // Job or Pod) never has. The entry is rendered only while it does not exist (nwf.catalogMissing).
+      annotations: { 'helm.sh/hook': 'post-install', 'helm.sh/hook-weight': '0', 'helm.sh/hook-delete-policy': 'hook-failed' },
     };
-    out.push({ path: `${CHART}/templates/catalog/${file}`, text: `${HEADER}{{- if .Values.catalog.enabled }}\n${stringify(obj, { lineWidth: 0 })}{{- end }}\n` });
+    const missing = `include "nwf.catalogMissing" (dict "root" . "apiVersion" ${JSON.stringify(obj.apiVersion)} "name" ${JSON.stringify(obj.metadata.name)})`;
+    out.push({
+      path: `${CHART}/templates/catalog/${file}`,
+      text: `${HEADER}{{- if and .Values.catalog.enabled (${missing}) }}\n${stringify(obj, { lineWidth: 0 })}{{- end }}\n`,
+    });
   }
   return out;
 }
