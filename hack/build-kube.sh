@@ -44,6 +44,7 @@ with_heartbeat() {
 }
 
 # Writes a wrapper module in the cache from hack/kube/<name>/main.go and builds it.
+# (The node's four binaries share one module: see build_node below.)
 build_wrapper() {
   local name=$1 out=$2 ldflags=$3 gomod=$4
   local dir=$NWF_CACHE/src/$name
@@ -97,6 +98,46 @@ if [[ ! -x $helm ]]; then
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   mv "$NWF_CACHE/gobin-helm/helm" "$helm"
   echo "build: helm done in $(( $(date +%s) - start ))s"
+fi
+
+# The node's components (only with `hack/build-kube.sh node`, as hack/node-up.sh asks): kubelet,
+# kube-controller-manager, kube-scheduler and kube-proxy from the same pinned module, in one wrapper
+# module with four main packages built by one `go build` (shared packages compile once), plus the
+# pause image's binary, a static build of the module's own build/pause/linux/pause.c.
+node_bins=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+node_built() {
+  local b
+  for b in "${node_bins[@]}" pause; do [[ -x $NWF_BIN/$b-v$KUBE_VERSION ]] || return 1; done
+}
+if [[ ${1:-} == node ]] && ! node_built; then
+  echo "build: kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (cold: about 8 minutes; 4-5 with the apiserver's build cache)"
+  start=$(date +%s)
+  minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
+  dir=$NWF_CACHE/src/kube-node
+  mkdir -p "$dir"
+  for b in "${node_bins[@]}"; do mkdir -p "$dir/$b" && cp "$here/kube/kube-node/$b/main.go" "$dir/$b/main.go"; done
+  gomod="module nwfilter-operator/hack/kube-node
+go 1.24
+require k8s.io/kubernetes v$KUBE_VERSION"
+  for m in "${staging[@]}"; do gomod+=$'\n'"replace k8s.io/$m => k8s.io/$m v0.${KUBE_VERSION#1.}"; done
+  printf '%s\n' "$gomod" >"$dir/go.mod"
+  ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  done
+  (cd "$dir" && with_heartbeat "node module download" go mod tidy)
+  rm -rf "$dir/out" && mkdir -p "$dir/out"
+  (cd "$dir" && with_heartbeat "node compile" go build -trimpath -ldflags "-s -w $ld" -o out/ ./...)
+  for b in "${node_bins[@]}"; do mv "$dir/out/$b" "$NWF_BIN/$b-v$KUBE_VERSION"; done
+  # The pause container's process (sleeps, reaps zombies); static, so the image needs no libc.
+  command -v gcc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
+  kmod=$(cd "$dir" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  gcc -Os -static -DVERSION="v3.10-nwf" -o "$NWF_BIN/pause-v$KUBE_VERSION.tmp" "$kmod/build/pause/linux/pause.c"
+  strip "$NWF_BIN/pause-v$KUBE_VERSION.tmp" && mv "$NWF_BIN/pause-v$KUBE_VERSION.tmp" "$NWF_BIN/pause-v$KUBE_VERSION"
+  echo "build: node components done in $(( $(date +%s) - start ))s"
+fi
+if [[ ${1:-} == node ]]; then
+  for b in "${node_bins[@]}" pause; do ln -sf "$NWF_BIN/$b-v$KUBE_VERSION" "$NWF_BIN/$b"; done
 fi
 
 # Stable names for PATH (see hack/kube-env.sh).

@@ -12,6 +12,11 @@ pki=$dir/pki
 etcd_port=${NWF_ETCD_PORT:-23790}
 etcd_peer_port=${NWF_ETCD_PEER_PORT:-23800}
 api_port=${NWF_APISERVER_PORT:-16443}
+# Loopback unless a real node needs the API server where pods reach it (hack/node-up.sh: a dummy
+# interface's address, never a routed one).
+api_addr=${NWF_APISERVER_ADDRESS:-127.0.0.1}
+# Extra kube-apiserver flags (hack/node-up.sh: kubelet addresses and client certificate).
+read -r -a api_extra <<<"${NWF_APISERVER_EXTRA_ARGS:-}"
 kubeconfig=$NWF_STATE/kubeconfig
 mkdir -p "$dir" "$pki"
 chmod 700 "$pki"
@@ -32,7 +37,7 @@ flock 9
 
 ready() {
   curl -fsS --max-time 3 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-    "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1
+    "https://$api_addr:$api_port/readyz" >/dev/null 2>&1
 }
 # True when the pid file names a live process of our binary (a stale pid may belong to anything).
 alive() {
@@ -41,11 +46,11 @@ alive() {
   pid=$(cat "$pidfile")
   [[ $(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)") == "$1-v"* ]]
 }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 # Refuses to start next to a foreign listener (for example another checkout's cluster).
 port_free() {
-  if listening "$1"; then
-    echo "cluster: 127.0.0.1:$1 is in use by another process; set $2 to another port (or stop that cluster)" >&2
+  if listening "$1" "$2"; then
+    echo "cluster: $1:$2 is in use by another process; set $3 to another port (or stop that cluster)" >&2
     exit 1
   fi
 }
@@ -58,7 +63,7 @@ kind: Config
 clusters:
 - name: nwf-dev
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$api_addr:$api_port
     certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
 users:
 - name: admin
@@ -77,8 +82,8 @@ KC
 usage() {
   local running
   running=$(curl -fsS --max-time 3 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-    "https://127.0.0.1:$api_port/version" 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
-  echo "cluster: kube-apiserver ${running:-?} ready at https://127.0.0.1:$api_port (etcd 127.0.0.1:$etcd_port)"
+    "https://$api_addr:$api_port/version" 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
+  echo "cluster: kube-apiserver ${running:-?} ready at https://$api_addr:$api_port (etcd 127.0.0.1:$etcd_port)"
   if [[ $running != "v$KUBE_VERSION" ]]; then
     echo "cluster: WARNING: hack/versions.sh pins v$KUBE_VERSION; restart with hack/cluster-down.sh && hack/cluster-up.sh" >&2
   fi
@@ -99,7 +104,8 @@ if [[ ! -f $pki/sa.pub ]]; then
     cd "$pki"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=nwfilter-operator-dev-ca" -keyout ca.key -out ca.crt 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' \
+      "$api_addr" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=admin" -keyout admin.key -out admin.csr 2>/dev/null
     printf 'extendedKeyUsage=clientAuth\n' >client.ext
@@ -114,8 +120,8 @@ fi
 
 # --- etcd ----------------------------------------------------------------------------------
 if ! alive etcd; then
-  port_free "$etcd_port" NWF_ETCD_PORT
-  port_free "$etcd_peer_port" NWF_ETCD_PEER_PORT
+  port_free 127.0.0.1 "$etcd_port" NWF_ETCD_PORT
+  port_free 127.0.0.1 "$etcd_peer_port" NWF_ETCD_PEER_PORT
   echo "cluster: starting etcd v$ETCD_VERSION on 127.0.0.1:$etcd_port (log $dir/etcd.log)"
   nohup "$etcd_bin" --name nwf-dev --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -134,14 +140,14 @@ done
 
 # --- kube-apiserver ------------------------------------------------------------------------
 if ! alive kube-apiserver; then
-  port_free "$api_port" NWF_APISERVER_PORT
-  echo "cluster: starting kube-apiserver v$KUBE_VERSION on 127.0.0.1:$api_port (log $dir/kube-apiserver.log)"
+  port_free "$api_addr" "$api_port" NWF_APISERVER_PORT
+  echo "cluster: starting kube-apiserver v$KUBE_VERSION on $api_addr:$api_port (log $dir/kube-apiserver.log)"
   # No controller-manager runs, so the ServiceAccount admission plugin would reject every pod (no
   # `default` ServiceAccount is ever created). Nothing here runs pods; it stays on, as in a real
   # cluster, and docs/dev-cluster.md says so.
   nohup "$apiserver_bin" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$api_addr" --advertise-address "$api_addr" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -150,6 +156,7 @@ if ! alive kube-apiserver; then
     --authorization-mode RBAC \
     --allow-privileged=true \
     --profiling=false \
+    "${api_extra[@]}" \
     </dev/null >"$dir/kube-apiserver.log" 2>&1 9>&- &
   echo $! >"$dir/kube-apiserver.pid"
 fi

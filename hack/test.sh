@@ -25,10 +25,23 @@ hack/libvirt-up.sh
 echo "==> kube-apiserver + etcd (+ helm)"
 hack/build-kube.sh
 hack/cluster-up.sh
+lts_rc=0
+if (( $# == 0 )); then
+  # The image runs the Node.js LTS of hack/versions.sh (test/node runs it in pods); the unit tests run on
+  # it here as well, and everything below on the machine's Node.js.
+  source hack/versions.sh
+  echo "==> unit tests on Node.js $NODEJS_LTS_VERSION (the image's); the whole suite follows on $(node --version)"
+  node_lts=$(hack/nodejs-lts.sh)
+  set +e
+  "$node_lts" node_modules/vitest/vitest.mjs run --project unit
+  lts_rc=$?
+  set -e
+fi
 echo "==> vitest"
 set +e
 npx vitest run "$@"
 rc=$?
 set -e
+(( rc == 0 && lts_rc != 0 )) && { echo "==> the unit tests failed on Node.js $NODEJS_LTS_VERSION"; rc=$lts_rc; }
 echo "==> hack/test.sh finished in $(( $(date +%s) - start ))s with exit code $rc"
 exit $rc
