@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Five projects so that `vitest run --project unit` stays fast and infrastructure is only started
+// Six projects so that `vitest run --project unit` stays fast and infrastructure is only started
 // for the tests that need it. Global setups are idempotent: they reuse a running daemon.
 export default defineConfig({
   test: {
@@ -54,6 +54,18 @@ export default defineConfig({
           include: ['test/integration/e2e/**/*.test.ts'],
           // netlab: packets.test.ts runs the operator with real packets on the lab's bridge.
           globalSetup: ['test/setup/kube.ts', 'test/setup/libvirt.ts', 'test/setup/netlab.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          // A real node: kubelet, containerd and kube-proxy run the operator's image installed by Helm;
+          // the agent pod filters a container on the packet lab's bridge (test/node).
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          globalSetup: ['test/setup/libvirt.ts', 'test/setup/netlab.ts', 'test/setup/node.ts'],
           testTimeout: 600_000,
           hookTimeout: 1_800_000,
           fileParallelism: false,

@@ -21,7 +21,7 @@
 // (bridge netfilter on); both are idempotent and run from beforeAll. The container exists only while
 // this file holds the lab's machine-wide lock (Lab.create waits for a packet run to finish), so a
 // container of ours found under the lock was left by a killed run and is removed.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,11 +29,28 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { departmentFilterName, vmFilterName } from '../../../src/policy/index.js';
 import { applyObjects, getJson, kubectl, kubectlOk, waitFor } from '../../helpers/kubectl.js';
+import {
+  LXC_URI,
+  containerDomainXml,
+  containerEndpoint,
+  domainState as stateOf,
+  filterrefs as filterrefsOf,
+  forgetFlows as forgetFlowsOf,
+  probeAll as probeAllOf,
+  removeDomain,
+  removeLeftoverDomains,
+  undefineFilters,
+  virsh,
+  virshOk,
+  waitVerdict as waitVerdictOf,
+  type ContainerSpec,
+  type ProbeSet,
+  type Verdicts,
+} from '../../helpers/lxc-container.js';
 import { metricValue, startOperator, type OperatorProcess } from '../../helpers/processes.js';
-import { LAB, Lab, type Endpoint, type Probe, type Verdict } from '../../packet/lab.js';
+import { LAB, Lab, type Endpoint, type Verdict } from '../../packet/lab.js';
 
 const API = 'nwfilter.infinibay.io/v1alpha1';
-const LXC_URI = 'lxc:///system';
 const RUN = Date.now().toString(36).slice(-6);
 /** Kubernetes objects, the domain and therefore the filters (nwf-vm-<P>-ct, nwf-dept-<P>-eng) carry it. */
 const P = `nwfpk-${RUN}`;
@@ -49,10 +66,8 @@ const CT_MAC = '52:54:00:6e:00:c8';
 const PEER = { ipv4: `${LAB.net4}.201`, ipv6: `${LAB.net6}::201`, mac: '52:54:00:6e:00:c9' };
 const TCP_PORTS = [22, 80];
 const UDP_PORTS = [53];
-const ECHO_INIT = fileURLToPath(new URL('./echo-init.mjs', import.meta.url));
+const SPEC: ContainerSpec = { domain: DOMAIN, hostVeth: HOST_VETH, ipv4: CT_IP, ipv6: `${LAB.net6}::200`, mac: CT_MAC, tcpPorts: TCP_PORTS, udpPorts: UDP_PORTS };
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-/** Generous for `open` on a loaded 2-core machine; a `dropped` verdict costs this much. */
-const PROBE_TIMEOUT_MS = 1500;
 
 type Cond = { type: string; status: string; reason: string; message: string };
 type VmObj = {
@@ -62,8 +77,7 @@ type VmObj = {
 
 let lab: Lab | undefined;
 let peer: Endpoint;
-/** The container as a probe target: only its addresses and bridge port matter to the lab. */
-const ct: Endpoint = { name: 'ct', ns: `(lxc ${DOMAIN})`, port: HOST_VETH, mac: CT_MAC, ipv4: CT_IP, ipv6: `${LAB.net6}::200`, segment: 'bridge' };
+const ct: Endpoint = containerEndpoint(SPEC);
 let dir: string | undefined;
 let controller: OperatorProcess | undefined;
 let agent: OperatorProcess | undefined;
@@ -73,72 +87,14 @@ const mark = (what: string) => timings.push(`${what} at ${((performance.now() - 
 
 // ---- libvirt (LXC driver) and host commands ----------------------------------------------------
 
-/** virsh on the LXC driver. nwfilter objects are the nwfilter driver's: the same over any URI. */
-function virsh(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('virsh', ['-c', LXC_URI, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, LC_ALL: 'C' } });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? String(r.error ?? '') };
-}
-
-function virshOk(...args: string[]): string {
-  const r = virsh(...args);
-  if (r.code !== 0) throw new Error(`virsh ${args.join(' ')}: ${r.stderr.trim() || r.stdout.trim()}`);
-  return r.stdout;
-}
-
-const domainState = () => virsh('domstate', DOMAIN).stdout.trim();
-const filterrefs = (inactive: boolean) => [...virshOk('dumpxml', ...(inactive ? ['--inactive'] : []), DOMAIN).matchAll(/<filterref filter='([^']+)'/g)].map((m) => m[1]);
+const domainState = () => stateOf(DOMAIN);
+const filterrefs = (inactive: boolean) => filterrefsOf(DOMAIN, inactive);
 const filterXml = (name: string) => virshOk('nwfilter-dumpxml', name);
-
-/** Destroys (when running) and undefines a domain; quiet when it does not exist. */
-function removeDomain(name: string): void {
-  if (virsh('domstate', name).code !== 0) return;
-  virsh('destroy', name);
-  const r = virsh('undefine', name);
-  if (r.code !== 0 && virsh('domstate', name).code === 0) throw new Error(`undefine ${name}: ${r.stderr}`);
-}
-
-const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/'/g, '&apos;');
-
-/**
- * The container: no root filesystem of its own (it shares the host's, so node and echo-init.mjs are
- * there), one interface on the lab bridge that libvirt configures inside (<ip>, <route>), node as init.
- */
-function domainXml(): string {
-  const initargs = [ECHO_INIT, '--tcp', TCP_PORTS.join(','), '--udp', UDP_PORTS.join(',')].map((a) => `<initarg>${xmlEscape(a)}</initarg>`).join('');
-  return `<domain type='lxc'>
-  <name>${DOMAIN}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type>exe</type><init>${xmlEscape(process.execPath)}</init>${initargs}</os>
-  <devices>
-    <interface type='bridge'>
-      <mac address='${CT_MAC}'/>
-      <source bridge='${LAB.bridge}'/>
-      <target dev='${HOST_VETH}'/>
-      <ip address='${CT_IP}' family='ipv4' prefix='24'/>
-      <route family='ipv4' address='0.0.0.0' prefix='0' gateway='${LAB.host4}'/>
-    </interface>
-    <console type='pty'/>
-  </devices>
-</domain>
-`;
-}
+const forgetFlows = () => forgetFlowsOf(CT_IP);
 
 /** Runs a repo script; its output goes to the test log. */
 function hack(script: string, ...args: string[]): void {
   execFileSync('bash', [join(REPO, 'hack', script), ...args], { stdio: 'inherit', timeout: 600_000 });
-}
-
-/**
- * Forgets the container's flows in the root namespace's conntrack (bridge netfilter tracks bridged
- * flows there), so that every round of probes is judged by the rules of the moment, not by an entry
- * an earlier round left (libvirt's rules accept ESTABLISHED traffic). Exit 1: nothing to delete.
- */
-function forgetFlows(): void {
-  for (const dir of ['-s', '-d']) {
-    const r = spawnSync('conntrack', ['-D', dir, CT_IP], { encoding: 'utf8', timeout: 10_000 });
-    if (r.status !== 0 && r.status !== 1) throw new Error(`conntrack -D ${dir} ${CT_IP}: ${r.stderr}`);
-  }
 }
 
 // ---- Kubernetes objects ------------------------------------------------------------------------
@@ -198,28 +154,15 @@ const writes = (op: string) => agentMetric('nwfilter_operator_libvirt_writes_tot
 
 // ---- probes --------------------------------------------------------------------------------------
 
-const PROBES: Record<string, Omit<Probe, 'from' | 'to'>> = {
+const PROBES: ProbeSet = {
   'tcp 22': { proto: 'tcp', family: 4, port: 22 },
   'tcp 80': { proto: 'tcp', family: 4, port: 80 },
   'udp 53': { proto: 'udp', family: 4, port: 53 },
   icmp: { proto: 'icmp', family: 4 },
 };
 
-type Verdicts = Record<string, Verdict>;
-
-/** Every probe of PROBES from the peer to the container, at the same time: name -> verdict, and the details. */
-async function probeAll(): Promise<{ verdicts: Verdicts; details: string }> {
-  forgetFlows();
-  const names = Object.keys(PROBES);
-  const results = await lab!.probeAll(
-    names.map((n) => ({ from: peer, to: ct, timeoutMs: PROBE_TIMEOUT_MS, ...PROBES[n]! })),
-    { concurrency: names.length },
-  );
-  return {
-    verdicts: Object.fromEntries(results.map((r, i) => [names[i]!, r.verdict])),
-    details: results.map((r) => `${r.label}: ${r.verdict} (${r.detail}, ${r.ms} ms)`).join('; '),
-  };
-}
+/** Every probe of PROBES from the peer to the container, at the same time. */
+const probeAll = () => probeAllOf(lab!, peer, ct, PROBES);
 
 /** What the peer sees once the department denies ssh provide (the third and fourth tests). */
 const AFTER_DEPARTMENT_CHANGE: Verdicts = { 'tcp 22': 'dropped', 'tcp 80': 'dropped', 'udp 53': 'open', icmp: 'open' };
@@ -229,24 +172,8 @@ async function expectVerdicts(expected: Verdicts): Promise<void> {
   expect(verdicts, details).toEqual(expected);
 }
 
-/** Polls one probe until it gives `want` (the container starting, a rule arriving); bounded. */
-async function waitVerdict(name: string, want: Verdict, timeoutMs = 30_000): Promise<void> {
-  let last = 'none';
-  try {
-    await waitFor(
-      `${name} ${want} from the peer`,
-      async () => {
-        const r = await lab!.probe({ from: peer, to: ct, timeoutMs: PROBE_TIMEOUT_MS, ...PROBES[name]! });
-        last = `${r.verdict} (${r.detail})`;
-        return r.verdict === want ? true : undefined;
-      },
-      timeoutMs,
-      200,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last probe: ${last}; container: ${domainState()}`);
-  }
-}
+/** Polls one probe of PROBES until it gives `want`; bounded. */
+const waitVerdict = (name: string, want: Verdict, timeoutMs = 30_000) => waitVerdictOf(lab!, peer, ct, PROBES[name]!, want, timeoutMs);
 
 // ---- setup and cleanup ---------------------------------------------------------------------------
 
@@ -260,12 +187,10 @@ beforeAll(async () => {
 
   lab = await Lab.create({ name: `pk-${RUN}` });
   // Under the lab's lock, a container of ours is a killed run's: it would still hold 198.18.0.200.
-  for (const name of virshOk('list', '--all', '--name').split('\n').map((s) => s.trim())) {
-    if (LEFTOVER_DOMAIN.test(name)) removeDomain(name);
-  }
+  removeLeftoverDomains(LEFTOVER_DOMAIN);
   peer = await lab.addEndpoint(`p${RUN}`, PEER);
   dir = mkdtempSync(join(tmpdir(), `${P}-`));
-  writeFileSync(join(dir, 'domain.xml'), domainXml());
+  writeFileSync(join(dir, 'domain.xml'), containerDomainXml(SPEC));
   virshOk('define', join(dir, 'domain.xml'));
   mark('lab, peer and container defined');
 }, 600_000);
@@ -294,10 +219,7 @@ afterAll(async () => {
   await step('stop agent', () => agent?.stop());
   await step('stop controller', () => controller?.stop());
   await step('remove container', () => removeDomain(DOMAIN));
-  await step('undefine filters', () => {
-    const names = virsh('nwfilter-list').stdout.split('\n').map((l) => l.trim().split(/\s+/)[1] ?? '');
-    for (const n of names.filter((n) => n.startsWith(`nwf-vm-${P}`) || n.startsWith(`nwf-dept-${P}`))) virshOk('nwfilter-undefine', n);
-  });
+  await step('undefine filters', () => undefineFilters(`nwf-vm-${P}`, `nwf-dept-${P}`));
   await step('forget flows', () => forgetFlows());
   await step('close lab', () => lab?.close());
   await step('remove temp dir', () => dir && rmSync(dir, { recursive: true, force: true }));
