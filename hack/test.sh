@@ -18,6 +18,12 @@ for p in agent controller; do
     rm -f "$state/$p.pid"
   fi
 done
+# promtool checks the chart's alert rules (test/integration/kube/chart.test.ts); Debian's prometheus
+# package is where it comes from (the server itself is not started).
+if ! command -v promtool >/dev/null; then
+  echo "==> installing promtool (Debian package prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 echo "==> typecheck"
 npx tsc --noEmit -p tsconfig.json
 echo "==> libvirtd"
