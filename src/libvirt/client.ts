@@ -3,7 +3,16 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../runtime/backoff.js';
 import { RpcConnection } from './connection.js';
-import { LibvirtDisconnectedError, LibvirtError, LibvirtTimeoutError, isNotFound, isUuidMismatch } from './errors.js';
+import {
+  LibvirtDisconnectedError,
+  LibvirtError,
+  LibvirtTimeoutError,
+  LibvirtUnsupportedVersionError,
+  NwFilterNotKeptError,
+  isNotFound,
+  isUnknownProcedure,
+  isUuidMismatch,
+} from './errors.js';
 import { decodeDomainEvent, readDomain } from './events.js';
 import {
   DOMAIN_AFFECT_CONFIG,
@@ -13,12 +22,15 @@ import {
   DOMAIN_EVENT_ID_LIFECYCLE,
   DOMAIN_XML_INACTIVE,
   DomainState,
+  ErrorCode,
+  MIN_LIBVIRT_VERSION,
   NWFILTER_DEFINE_VALIDATE,
   Proc,
 } from './protocol.js';
+import { filterDifferences } from './readback.js';
 import type { DeviceTarget, DomainLifecycleEvent, DomainRef, DomainStateName, DomainSummary, LibvirtApi, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
 import { bytesToUuid, uuidToBytes } from './uuid.js';
-import { XdrReader, XdrWriter } from './xdr.js';
+import { XdrError, XdrReader, XdrWriter } from './xdr.js';
 
 const readFilter = (r: XdrReader): NwFilterRef => ({ name: r.string(), uuid: bytesToUuid(r.fixedOpaque(16)) });
 const readBinding = (r: XdrReader): NwFilterBinding => ({ portdev: r.string(), filter: r.string() });
@@ -36,6 +48,29 @@ const AUTH_NONE = 0;
 const AUTH_POLKIT = 2;
 
 const UUID_IN_XML = /<uuid>\s*([0-9a-fA-F-]{32,36})\s*<\/uuid>/;
+const FILTER_NAME = /<filter[^>]*\sname=["']([^"']+)["']/;
+
+/** libvirt's version number (major * 1,000,000 + minor * 1,000 + micro) as text. */
+const versionText = (v: number): string => `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
+const MIN_VERSION = MIN_LIBVIRT_VERSION.major * 1_000_000 + MIN_LIBVIRT_VERSION.minor * 1000 + MIN_LIBVIRT_VERSION.micro;
+
+/**
+ * What the client learnt about the daemon behind one connection. Replaced on every (re)connect: a
+ * reconnect may land on an upgraded (or downgraded) libvirtd.
+ */
+interface Session {
+  /** libvirtd's version ("9.0.0"), when CONNECT_GET_LIB_VERSION answered. */
+  version?: string;
+  /** false once the daemon answered that NWFILTER_DEFINE_XML_FLAGS is unknown (libvirt < 7.7). */
+  defineFlags?: boolean;
+}
+
+/**
+ * The daemon has no virNWFilterDefineXMLFlags: an older libvirtd answers the unknown procedure with
+ * VIR_ERR_RPC "unknown procedure: 431"; VIR_ERR_NO_SUPPORT would be a driver without the API.
+ */
+const defineFlagsUnsupported = (err: unknown): boolean =>
+  isUnknownProcedure(err, Proc.nwfilterDefineXmlFlags) || (err instanceof LibvirtError && err.code === ErrorCode.noSupport);
 
 /** Hot-plug events registered besides lifecycle events; each arrives as its own procedure (see decodeDomainEvent). */
 const DEVICE_EVENT_IDS = [
@@ -62,6 +97,7 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   private failures = 0;
   private closing = false;
   private connecting: Promise<void> | undefined;
+  private session: Session = {};
   readonly socketPath: string;
   readonly uri: string;
   private readonly callTimeoutMs: number;
@@ -77,6 +113,11 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
 
   get connected(): boolean {
     return this.conn?.isOpen ?? false;
+  }
+
+  /** The connected libvirtd's version ("9.0.0"); undefined before connecting or when it did not say. */
+  get daemonVersion(): string | undefined {
+    return this.session.version;
   }
 
   /** Calls being executed right now (at most `concurrency`); more wait in `queued`. */
@@ -115,9 +156,14 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   private async openOnce(): Promise<void> {
     const timeout = this.options.connectTimeoutMs ?? 5000;
     const conn = await RpcConnection.open(this.socketPath, timeout);
+    const session: Session = {};
     try {
       await this.authenticate(conn, timeout);
       await conn.call(Proc.connectOpen, 'connect-open', new XdrWriter().optString(this.uri).uint(0).bytes(), timeout);
+      // Before registering events: a daemon too old for them gets a clear refusal, not "unknown procedure: 316".
+      const version = await this.readVersion(conn, timeout);
+      if (version !== undefined && version < MIN_VERSION) throw new LibvirtUnsupportedVersionError(versionText(version), versionText(MIN_VERSION));
+      session.version = version === undefined ? undefined : versionText(version);
       // Listening before registering: an event may arrive in the same read as the register reply.
       conn.on('message', (proc: number, body: Buffer) => this.onMessage(proc, body));
       // Registered on every new connection, so events resume by themselves after a reconnect.
@@ -145,10 +191,26 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
     }
     conn.on('close', () => this.onConnectionLost(conn));
     this.conn = conn;
+    this.session = session;
     this.failures = 0;
-    this.log?.info({ socket: this.socketPath, uri: this.uri }, 'connected to libvirtd');
+    this.log?.info({ socket: this.socketPath, uri: this.uri, version: session.version }, 'connected to libvirtd');
     this.hook(this.options.onConnectionChange, true);
     this.safeEmit('connected');
+  }
+
+  /**
+   * libvirtd's version number, or undefined when the daemon does not say (an error reply or an
+   * undecodable one): the version check is a courtesy, never a reason to refuse a daemon that works.
+   * A timeout or a lost connection fails the attempt as any handshake call does.
+   */
+  private async readVersion(conn: RpcConnection, timeout: number): Promise<number | undefined> {
+    try {
+      return decodeVersion(new XdrReader(await conn.call(Proc.connectGetLibVersion, 'connect-get-lib-version', Buffer.alloc(0), timeout)));
+    } catch (err) {
+      if (!(err instanceof LibvirtError) && !(err instanceof XdrError)) throw err;
+      this.log?.warn({ err: err.message }, 'libvirtd did not tell its version; not checked');
+      return undefined;
+    }
   }
 
   /**
@@ -310,24 +372,104 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
    * UUID on redefinition: when the XML has none or another one, libvirt answers "already exists
    * with uuid", and the existing UUID is put in and the call repeated. A new filter or one whose
    * XML carries the right UUID (the agent's always do) costs a single call.
-   * `validate: false` drops the VALIDATE flag: libvirt then silently "repairs" bad input (an
-   * unknown attribute is dropped, not refused), so it exists only to measure what validation costs (about 2 ms per call in libvirtd).
+   *
+   * libvirt < 7.7 has no virNWFilterDefineXMLFlags (so no VALIDATE): the daemon answers "unknown
+   * procedure", which is remembered for the connection, and the filter is defined with the plain
+   * NWFILTER_DEFINE_XML and validated on our side: read back and compared with what was sent
+   * (readback.ts). When libvirt did not keep it, NwFilterNotKeptError (isInvalidXml) says what was
+   * dropped, after the previous definition was put back (a new filter stays as libvirt kept it:
+   * never undefined, see definePlain). That path costs a read before and one after the define.
+   *
+   * `validate: false` drops the VALIDATE flag (and the read-back): libvirt then silently "repairs"
+   * bad input (an unknown attribute is dropped, not refused), so it exists only to measure what
+   * validation costs (about 2 ms per call in libvirtd).
    * `timeoutMs` overrides the call deadline: libvirtd rebuilds the firewall of every running
    * interface that uses the filter inside this call (seconds per interface).
    */
-  async defineFilter(xml: string, options: { adoptExistingUuid?: boolean; validate?: boolean; timeoutMs?: number } = {}): Promise<NwFilterRef> {
-    const flags = options.validate === false ? 0 : NWFILTER_DEFINE_VALIDATE;
-    const define = async (text: string) =>
-      readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(flags), options.timeoutMs));
+  async defineFilter(xml: string, options: DefineOptions = {}): Promise<NwFilterRef> {
+    const session = this.session;
+    if (this.options.nwfilterDefineFlags === false) this.noteNoDefineFlags(session);
+    if (session.defineFlags !== false) {
+      const flags = options.validate === false ? 0 : NWFILTER_DEFINE_VALIDATE;
+      const define = async (text: string) =>
+        readFilter(await this.call(Proc.nwfilterDefineXmlFlags, 'nwfilter-define', new XdrWriter().string(text).uint(flags), options.timeoutMs));
+      try {
+        return await this.adoptingUuid(xml, options, define);
+      } catch (err) {
+        if (!defineFlagsUnsupported(err)) throw err;
+        this.noteNoDefineFlags(session, (err as Error).message);
+      }
+    }
+    return this.definePlain(xml, options);
+  }
+
+  /**
+   * Remembers for this connection that defines go through the plain procedure, and says so once per
+   * connection: at warn with the daemon's answer when detected (an operator should know that
+   * libvirt's own validation is off), at info when the client was told so (`reason` undefined).
+   */
+  private noteNoDefineFlags(session: Session, reason?: string): void {
+    if (session.defineFlags === false) return;
+    session.defineFlags = false;
+    const libvirtVersion = session.version ?? 'unknown';
+    if (reason === undefined) this.log?.info({ libvirtVersion }, 'nwfilterDefineFlags is false: filters are defined without VALIDATE and checked by reading them back');
+    else this.log?.warn({ libvirtVersion, reason }, 'libvirtd has no virNWFilterDefineXMLFlags (libvirt < 7.7): filters are defined without VALIDATE and checked by reading them back');
+  }
+
+  /**
+   * One define, repeated once with the existing filter's UUID put in when libvirt answers "already
+   * exists with uuid" (unless adoptExistingUuid is false).
+   */
+  private async adoptingUuid(xml: string, options: DefineOptions, define: (text: string) => Promise<NwFilterRef>): Promise<NwFilterRef> {
     try {
       return await define(xml);
     } catch (err) {
-      const name = /<filter[^>]*\sname=["']([^"']+)["']/.exec(xml)?.[1];
+      const name = FILTER_NAME.exec(xml)?.[1];
       if (!isUuidMismatch(err) || !name || options.adoptExistingUuid === false) throw err;
       const existing = await this.lookupFilterByName(name);
       const uuid = `<uuid>${existing.uuid}</uuid>`;
       return define(UUID_IN_XML.test(xml) ? xml.replace(UUID_IN_XML, uuid) : xml.replace(/(<filter[^>]*>)/, `$1${uuid}`));
     }
+  }
+
+  /**
+   * NWFILTER_DEFINE_XML (no flags) with validation on our side. What libvirt held before is read
+   * first, so that a filter libvirt does not keep as sent can be put back as it was: that mirrors
+   * VALIDATE, whose refusal leaves the old definition untouched, and the old one is what libvirt
+   * understood (it came from libvirt). libvirt applies a define to every running interface at once,
+   * so the mangled version protected them meanwhile (a dropped rule may have opened or closed
+   * traffic for that moment). A filter that did not exist before is left as libvirt kept it: an
+   * interface may reference it by name already, and a filter that exists keeps such an interface
+   * protected (undefining would leave it with a dangling reference, or be refused while in use).
+   * Assumes no one else defines the same filter meanwhile (the agent serializes per name); someone
+   * who does makes the read-back differ, reported as not kept.
+   */
+  private async definePlain(xml: string, options: DefineOptions): Promise<NwFilterRef> {
+    const define = async (text: string) =>
+      readFilter(await this.call(Proc.nwfilterDefineXml, 'nwfilter-define', new XdrWriter().string(text), options.timeoutMs));
+    if (options.validate === false) return this.adoptingUuid(xml, options, define);
+    const name = FILTER_NAME.exec(xml)?.[1];
+    // The read waits for a define of this filter in progress, as long as such a define may take.
+    const read = { ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
+    const previous = name ? await this.filterXmlIfExists(name, read) : undefined;
+    const ref = await this.adoptingUuid(xml, options, define);
+    const differences = filterDifferences(xml, await this.filterXml(ref, read));
+    if (differences.length === 0) return ref;
+    let restored = false;
+    let detail: string;
+    if (previous === undefined) {
+      detail = 'the filter did not exist before and stays defined as libvirt kept it';
+    } else {
+      try {
+        await define(previous);
+        restored = true;
+        detail = 'the previous definition was put back';
+      } catch (err) {
+        detail = `putting back the previous definition failed (${(err as Error).message}); the filter stays defined as libvirt kept it`;
+      }
+    }
+    this.log?.warn({ filter: ref.name, differences, restored }, 'libvirt did not keep the filter as sent (no VALIDATE on this libvirtd)');
+    throw new NwFilterNotKeptError(ref.name, differences, restored, detail);
   }
 
   async undefineFilter(filter: string | NwFilterRef): Promise<void> {
@@ -436,12 +578,22 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   }
 
   async libVersion(): Promise<string> {
-    const r = await this.call(Proc.connectGetLibVersion, 'connect-get-lib-version');
-    const hi = r.uint();
-    const lo = r.uint();
-    const v = hi * 2 ** 32 + lo;
-    return `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
+    return versionText(decodeVersion(await this.call(Proc.connectGetLibVersion, 'connect-get-lib-version')));
   }
+}
+
+/** remote_connect_get_lib_version_ret: an unsigned hyper (two 32-bit words). */
+function decodeVersion(r: XdrReader): number {
+  const hi = r.uint();
+  const lo = r.uint();
+  return hi * 2 ** 32 + lo;
+}
+
+/** Options of LibvirtClient.defineFilter. */
+export interface DefineOptions {
+  adoptExistingUuid?: boolean;
+  validate?: boolean;
+  timeoutMs?: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ErrorCode } from './protocol.js';
+import { ErrorCode, ErrorDomain } from './protocol.js';
 
 /** An error libvirt returned for one call, with its code and domain (virErrorNumber, virErrorDomain). */
 export class LibvirtError extends Error {
@@ -16,6 +16,43 @@ export class LibvirtError extends Error {
 /** The connection to libvirtd is down (never connected, lost, or closed); calls fail fast with it. */
 export class LibvirtDisconnectedError extends Error {
   override name = 'LibvirtDisconnectedError';
+}
+
+/**
+ * The daemon is older than the client supports (MIN_LIBVIRT_VERSION): connect() refuses it at the
+ * handshake with this clear message instead of failing later on a procedure the daemon lacks. A
+ * LibvirtDisconnectedError, because the client then is not connected (connectWithRetry keeps
+ * trying: the daemon may be upgraded in place).
+ */
+export class LibvirtUnsupportedVersionError extends LibvirtDisconnectedError {
+  override name = 'LibvirtUnsupportedVersionError';
+  constructor(
+    readonly version: string,
+    readonly minimum: string,
+  ) {
+    super(`libvirtd ${version} is too old: the libvirt client needs libvirt >= ${minimum} (see docs/libvirt-client.md)`);
+  }
+}
+
+/**
+ * A define without VALIDATE (libvirt < 7.7) that libvirt accepted but did not keep as sent: the
+ * read-back differs in `differences` (what was dropped or changed). It carries
+ * VIR_ERR_XML_INVALID_SCHEMA because that is what libvirt with VALIDATE answers for such a document,
+ * so isInvalidXml() is true and callers treat it as a refused document (retrying cannot help).
+ * `restored`: the previous definition was put back (true), there was none and libvirt's version is
+ * left defined (false, never undefined: an interface may already use the name), or putting it back
+ * failed (the message says why; the filter libvirt kept stays defined).
+ */
+export class NwFilterNotKeptError extends LibvirtError {
+  override name = 'NwFilterNotKeptError';
+  constructor(
+    readonly filter: string,
+    readonly differences: string[],
+    readonly restored: boolean,
+    detail: string,
+  ) {
+    super(ErrorCode.xmlInvalidSchema, ErrorDomain.nwfilter, `libvirt did not keep filter '${filter}' as sent: ${differences.join('; ')}; ${detail}`, 'nwfilter-define');
+  }
 }
 
 /** A call got no reply within its timeout. */
@@ -65,6 +102,22 @@ export function isInvalidXml(err: unknown): boolean {
   const e = asLibvirt(err);
   // xmlDetail (35) is what libxml2's parse errors come as ("Premature end of data in tag ...").
   return e !== undefined && ([ErrorCode.xmlInvalidSchema, ErrorCode.xmlError, ErrorCode.xmlDetail, ErrorCode.invalidNwfilter] as number[]).includes(e.code);
+}
+
+/**
+ * libvirtd does not know the procedure: VIR_ERR_RPC (39), VIR_FROM_RPC (7), "unknown procedure: N"
+ * (virNetServerProgramDispatchCall in src/rpc/virnetserverprogram.c), the answer of a daemon older
+ * than the procedure; the connection stays usable. The number is checked, not the English words, so
+ * a translated message still matches; RPC's other errors (decode, auth) carry no procedure number.
+ */
+export function isUnknownProcedure(err: unknown, procedure: number): boolean {
+  const e = asLibvirt(err);
+  return e !== undefined && e.code === ErrorCode.rpc && e.domain === ErrorDomain.rpc && new RegExp(`(?:^|\\D)${procedure}(?:\\D|$)`).test(e.message);
+}
+
+/** A define without VALIDATE whose read-back differs from what was sent (NwFilterNotKeptError). */
+export function isNotKept(err: unknown): err is NwFilterNotKeptError {
+  return err instanceof NwFilterNotKeptError;
 }
 
 export function isDisconnected(err: unknown): boolean {

@@ -1,5 +1,21 @@
 export { LibvirtClient } from './client.js';
-export { LibvirtError, LibvirtDisconnectedError, LibvirtTimeoutError, isNotFound, isInUse, isUuidMismatch, isLoop, isInvalidXml, isDisconnected } from './errors.js';
+export {
+  LibvirtError,
+  LibvirtDisconnectedError,
+  LibvirtTimeoutError,
+  LibvirtUnsupportedVersionError,
+  NwFilterNotKeptError,
+  isNotFound,
+  isInUse,
+  isUuidMismatch,
+  isLoop,
+  isInvalidXml,
+  isDisconnected,
+  isNotKept,
+  isUnknownProcedure,
+} from './errors.js';
+export type { DefineOptions } from './client.js';
+export { filterDifferences } from './readback.js';
 export type {
   NwFilterRef,
   DomainRef,
@@ -17,5 +33,5 @@ export type {
   DomainStateName,
 } from './types.js';
 export { XdrReader, XdrWriter, XdrError } from './xdr.js';
-export { ErrorCode, ErrorDomain } from './protocol.js';
+export { ErrorCode, ErrorDomain, MIN_LIBVIRT_VERSION } from './protocol.js';
 export { interfaceTarget } from './client.js';

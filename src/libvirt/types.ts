@@ -82,6 +82,12 @@ export interface LibvirtClientOptions {
   onCall?: (op: string, durationMs: number, ok: boolean) => void;
   /** Called on every connection state change. */
   onConnectionChange?: (connected: boolean) => void;
+  /**
+   * false: define filters with the plain NWFILTER_DEFINE_XML and the read-back check, as on a
+   * libvirtd older than 7.7 (which the client detects by itself). For tests of that path on a newer
+   * libvirtd. Default true: NWFILTER_DEFINE_XML_FLAGS with VALIDATE where the daemon has it.
+   */
+  nwfilterDefineFlags?: boolean;
 }
 
 /** Where an interface update goes: the running instance (AFFECT_LIVE) and/or the persistent definition (AFFECT_CONFIG). */
@@ -109,7 +115,10 @@ export interface LibvirtApi {
   lookupFilterByUuid(uuid: string): Promise<NwFilterRef>;
   filterXml(filter: string | NwFilterRef): Promise<string>;
   filterXmlIfExists(name: string): Promise<string | undefined>;
-  /** virNWFilterDefineXMLFlags(VALIDATE); keeps the existing UUID of a filter of the same name. */
+  /**
+   * virNWFilterDefineXMLFlags(VALIDATE); keeps the existing UUID of a filter of the same name. On
+   * libvirt < 7.7, virNWFilterDefineXML with a read-back check (NwFilterNotKeptError).
+   */
   defineFilter(xml: string, options?: { adoptExistingUuid?: boolean; validate?: boolean }): Promise<NwFilterRef>;
   undefineFilter(filter: string | NwFilterRef): Promise<void>;
 
