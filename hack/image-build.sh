@@ -26,9 +26,10 @@ mkdir -p "$images"
 exec 7>"$images/.build.lock"
 flock 7
 
-command -v buildah >/dev/null || {
+if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
+  echo "image: installing buildah and debootstrap"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null
-}
+fi
 bah() { buildah --root "$images/storage" --runroot /run/nwf-buildah --storage-driver overlay "$@"; }
 has_image() { bah inspect --type image "$1" >/dev/null 2>&1; }
 
