@@ -135,4 +135,5 @@ if (( ${#left[@]} )); then
   echo "node: teardown left: ${left[*]}" >&2
   exit 1
 fi
-echo "node: down in $(( SECONDS - t0 ))s; nothing left (processes, pods, mounts, $POD_BRIDGE, $NODE_IFACE, KUBE-/CNI- chains, kubepods cgroups); sysctls restored (ip_forward=$(cat /proc/sys/net/ipv4/ip_forward))"
+echo "node: down in $(( SECONDS - t0 ))s; nothing left (processes, pods, mounts, $POD_BRIDGE, $NODE_IFACE," \
+  "KUBE-/CNI- chains, kubepods cgroups); sysctls restored (ip_forward=$(cat /proc/sys/net/ipv4/ip_forward))"
