@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { vmFilterName } from '../../src/policy/index.js';
+import { cleanupSteps } from '../helpers/cleanup.js';
 import { prefixedExamples } from '../helpers/examples.js';
 import { applyObjects, getJson, kubectl, kubectlOk, waitFor } from '../helpers/kubectl.js';
 import {
@@ -235,14 +236,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  const errors: string[] = [];
-  const step = async (what: string, f: () => unknown) => {
-    try {
-      await f();
-    } catch (err) {
-      errors.push(`${what}: ${(err as Error).message}`);
-    }
-  };
+  const { step, done } = cleanupSteps();
   await step('uninstall', () => kubectl(['get', 'namespace', NS]).code === 0 && spawnSync(HELM, ['uninstall', RELEASE, '--namespace', NS, '--wait']));
   // No agent runs any more: the finalizers go by hand, as docs/helm.md says for a removal.
   await step('delete objects', () => {
@@ -259,7 +253,7 @@ afterAll(async () => {
   await step('close lab', () => lab?.close());
   await step('remove temp dir', () => dir && rmSync(dir, { recursive: true, force: true }));
   process.stdout.write(`node e2e (${P}): ${timings.join(', ')}\n`);
-  if (errors.length) throw new Error(`cleanup: ${errors.join('; ')}`);
+  done();
 }, 300_000);
 
 // ---- the test ------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { departmentFilterName, vmFilterName } from '../../../src/policy/index.js';
+import { cleanupSteps } from '../../helpers/cleanup.js';
 import { applyObjects, getJson, kubectl, kubectlOk, waitFor } from '../../helpers/kubectl.js';
 import {
   LXC_URI,
@@ -196,14 +197,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  const errors: string[] = [];
-  const step = async (what: string, f: () => unknown) => {
-    try {
-      await f();
-    } catch (err) {
-      errors.push(`${what}: ${(err as Error).message}`);
-    }
-  };
+  const { step, done } = cleanupSteps();
   // Shut off first: LXC refuses live device updates, so the agent's detach must find only the
   // persistent definition to change.
   await step('destroy container', () => virsh('domstate', DOMAIN).stdout.includes('running') && virshOk('destroy', DOMAIN));
@@ -225,7 +219,7 @@ afterAll(async () => {
   await step('remove temp dir', () => dir && rmSync(dir, { recursive: true, force: true }));
   mark('cleaned up');
   process.stdout.write(`packets e2e (${P}): ${timings.join(', ')}\n`);
-  if (errors.length) throw new Error(`cleanup: ${errors.join('; ')}`);
+  done();
 }, 300_000);
 
 // ---- the test ------------------------------------------------------------------------------------
