@@ -48,7 +48,7 @@ const COMMANDS: Record<string, CommandInfo> = {
     usage: 'nwfilter-operator agent --node-name <node> [flags]',
     help: async () => {
       const { AgentConfig, flagHelp } = await import('./runtime/config.js');
-      return ["Applies the VMs of one node to its libvirtd and reports Applied (one per node, a DaemonSet).", '', ...flagHelp(AgentConfig)].join('\n');
+      return ["Applies the VMs of one node to its libvirtd and reports Applied (a DaemonSet: one per hypervisor node).", '', ...flagHelp(AgentConfig)].join('\n');
     },
   },
 };
