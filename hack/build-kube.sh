@@ -110,7 +110,7 @@ node_built() {
   for b in "${node_bins[@]}" pause; do [[ -x $NWF_BIN/$b-v$KUBE_VERSION ]] || return 1; done
 }
 if [[ ${1:-} == node ]] && ! node_built; then
-  echo "build: kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (cold: about 8 minutes; 4-5 with the apiserver's build cache)"
+  echo "build: kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (about 3 minutes after the kube-apiserver build, whose packages it shares in the Go build cache)"
   start=$(date +%s)
   minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
   dir=$NWF_CACHE/src/kube-node
