@@ -58,20 +58,32 @@ build_wrapper() {
   mv "$out.tmp" "$out"
 }
 
+# go.mod of a wrapper module around k8s.io/kubernetes: the pinned version, every staging module
+# replaced by its published release (k8s.io/kubernetes' own go.mod points them at ./staging).
+kube_gomod() {
+  local m gomod="module nwfilter-operator/hack/$1
+go 1.24
+require k8s.io/kubernetes v$KUBE_VERSION"
+  for m in "${staging[@]}"; do gomod+=$'\n'"replace k8s.io/$m => k8s.io/$m v0.${KUBE_VERSION#1.}"; done
+  printf '%s\n' "$gomod"
+}
+
+# The version upstream's build stamps into Kubernetes binaries, so that /version and --version tell the truth.
+kube_ldflags() {
+  local pkg minor ld=""
+  minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  done
+  printf '%s' "$ld"
+}
+
 apiserver=$NWF_BIN/kube-apiserver-v$KUBE_VERSION
 if [[ ! -x $apiserver ]]; then
   echo "build: kube-apiserver v$KUBE_VERSION (cold: about 6 minutes on 2 idle cores, more when shared)"
   start=$(date +%s)
-  minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
-  gomod="module nwfilter-operator/hack/kube-apiserver
-go 1.24
-require k8s.io/kubernetes v$KUBE_VERSION"
-  for m in "${staging[@]}"; do gomod+=$'\n'"replace k8s.io/$m => k8s.io/$m v0.${KUBE_VERSION#1.}"; done
-  ld=""
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
-  done
-  build_wrapper kube-apiserver "$apiserver" "$ld" "$gomod"
+  build_wrapper kube-apiserver "$apiserver" "$(kube_ldflags)" "$(kube_gomod kube-apiserver)"
   echo "build: kube-apiserver done in $(( $(date +%s) - start ))s"
 fi
 
@@ -112,22 +124,13 @@ node_built() {
 if [[ ${1:-} == node ]] && ! node_built; then
   echo "build: kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (about 3 minutes after the kube-apiserver build, whose packages it shares in the Go build cache)"
   start=$(date +%s)
-  minor=$(cut -d. -f2 <<<"$KUBE_VERSION")
   dir=$NWF_CACHE/src/kube-node
   mkdir -p "$dir"
   for b in "${node_bins[@]}"; do mkdir -p "$dir/$b" && cp "$here/kube/kube-node/$b/main.go" "$dir/$b/main.go"; done
-  gomod="module nwfilter-operator/hack/kube-node
-go 1.24
-require k8s.io/kubernetes v$KUBE_VERSION"
-  for m in "${staging[@]}"; do gomod+=$'\n'"replace k8s.io/$m => k8s.io/$m v0.${KUBE_VERSION#1.}"; done
-  printf '%s\n' "$gomod" >"$dir/go.mod"
-  ld=""
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
-  done
+  kube_gomod kube-node >"$dir/go.mod"
   (cd "$dir" && with_heartbeat "node module download" go mod tidy)
   rm -rf "$dir/out" && mkdir -p "$dir/out"
-  (cd "$dir" && with_heartbeat "node compile" go build -trimpath -ldflags "-s -w $ld" -o out/ ./...)
+  (cd "$dir" && with_heartbeat "node compile" go build -trimpath -ldflags "-s -w $(kube_ldflags)" -o out/ ./...)
   for b in "${node_bins[@]}"; do mv "$dir/out/$b" "$NWF_BIN/$b-v$KUBE_VERSION"; done
   # The pause container's process (sleeps, reaps zombies); static, so the image needs no libc.
   command -v gcc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
