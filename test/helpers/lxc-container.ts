@@ -156,3 +156,33 @@ export async function waitVerdict(lab: Lab, peer: Endpoint, ct: Endpoint, probe:
     throw new Error(`${(err as Error).message}; last probe: ${last}; container: ${ct.ns}`);
   }
 }
+
+const API = 'nwfilter.infinibay.io/v1alpha1';
+
+/**
+ * The department the end-to-end tests put the container in: the given services provided (or not),
+ * ping from the lab accepted, everything else dropped.
+ */
+export function labDepartment(name: string, labels: Record<string, string>, services: { name: string; provide: 'allow' | 'deny' }[]) {
+  return {
+    apiVersion: API,
+    kind: 'DepartmentPolicy',
+    metadata: { name, labels },
+    spec: {
+      services,
+      rules: [{ action: 'accept', direction: 'in', protocol: 'icmp', source: `${LAB.net4}.0/24`, comment: 'ping from the lab' }],
+      cleanTraffic: false,
+      defaultAction: 'drop',
+    },
+  };
+}
+
+/** The container's VMFilter: its domain, its department, its address as the filter's IP parameter. */
+export function containerVmFilter(spec: ContainerSpec, department: string, labels: Record<string, string>, extra: { nodeName?: string } = {}) {
+  return {
+    apiVersion: API,
+    kind: 'VMFilter',
+    metadata: { name: spec.domain, labels },
+    spec: { domain: { name: spec.domain }, department, ...extra, parameters: { ip: [spec.ipv4] } },
+  };
+}

@@ -34,9 +34,11 @@ import {
   LXC_URI,
   containerDomainXml,
   containerEndpoint,
+  containerVmFilter,
   domainState as stateOf,
   filterrefs as filterrefsOf,
   forgetFlows as forgetFlowsOf,
+  labDepartment,
   probeAll as probeAllOf,
   removeDomain,
   removeLeftoverDomains,
@@ -107,26 +109,12 @@ const service = (name: string, protocol: 'tcp' | 'udp', port: number) => ({
   metadata: { name: `${P}-${name}`, labels },
   spec: { displayName: `${name} (packet e2e)`, ports: [{ protocol, port }], use: true, provide: false },
 });
-const department = (sshProvide: 'allow' | 'deny') => ({
-  apiVersion: API,
-  kind: 'DepartmentPolicy',
-  metadata: { name: DEPT, labels },
-  spec: {
-    services: [
-      { name: `${P}-ssh`, provide: sshProvide },
-      { name: `${P}-dns`, provide: 'allow' },
-    ],
-    rules: [{ action: 'accept', direction: 'in', protocol: 'icmp', source: `${LAB.net4}.0/24`, comment: 'ping from the lab' }],
-    cleanTraffic: false,
-    defaultAction: 'drop',
-  },
-});
-const vmFilter = {
-  apiVersion: API,
-  kind: 'VMFilter',
-  metadata: { name: DOMAIN, labels },
-  spec: { domain: { name: DOMAIN }, department: DEPT, parameters: { ip: [CT_IP] } },
-};
+const department = (sshProvide: 'allow' | 'deny') =>
+  labDepartment(DEPT, labels, [
+    { name: `${P}-ssh`, provide: sshProvide },
+    { name: `${P}-dns`, provide: 'allow' },
+  ]);
+const vmFilter = containerVmFilter(SPEC, DEPT, labels);
 
 const vmObj = () => getJson<VmObj>(['vmfilter', DOMAIN]);
 const cond = (o: VmObj, type: string) => o.status?.conditions?.find((c) => c.type === type);
