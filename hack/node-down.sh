@@ -20,12 +20,10 @@ exec 8>"$NODE_DIR/.up.lock"
 flock -w 300 8 || { echo "node: $NODE_DIR is locked by a running hack/node-up.sh" >&2; exit 1; }
 t0=$SECONDS
 
-bin_of() { if [[ $1 == containerd ]]; then echo containerd; else basename "$(readlink -f "$NWF_BIN/$1")"; fi; }
-
 # Stops component $1 (SIGTERM, then SIGKILL after 10 s); only a process running its binary is signalled.
 stop() {
   local name=$1 pid
-  node_alive "$name" "$(bin_of "$name")" || { rm -f "$NODE_DIR/$name.pid"; return 0; }
+  node_alive "$name" || { rm -f "$NODE_DIR/$name.pid"; return 0; }
   pid=$(<"$NODE_DIR/$name.pid")
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
@@ -41,7 +39,7 @@ tasks() { ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null || 
 #    The controller manager and scheduler stop first: no DaemonSet or ReplicaSet recreates a pod.
 stop kube-controller-manager
 stop kube-scheduler
-if api_up && node_alive kubelet "$(bin_of kubelet)"; then
+if api_up && node_alive kubelet; then
   nodectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
   for _ in $(seq 120); do
     [[ -z $(tasks) && -z $(ls /var/run/netns 2>/dev/null | grep '^cni-') ]] && break
@@ -52,7 +50,7 @@ stop kubelet
 stop kube-proxy
 
 # 2. What the kubelet did not stop (a killed run): containerd's tasks, then its shims.
-if node_alive containerd containerd; then
+if node_alive containerd; then
   for t in $(tasks); do
     ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
   done
@@ -118,7 +116,7 @@ fi
 
 # --- check ------------------------------------------------------------------------------------
 left=()
-for c in "${NODE_COMPONENTS[@]}"; do [[ -f $NODE_DIR/$c.pid ]] && node_alive "$c" "$(bin_of "$c")" && left+=("process $c"); done
+for c in "${NODE_COMPONENTS[@]}"; do [[ -f $NODE_DIR/$c.pid ]] && node_alive "$c" && left+=("process $c"); done
 pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" >/dev/null && left+=("containerd shims")
 awk -v a="$KUBELET_ROOT" -v b="$CONTAINERD_ROOT" -v c="$CONTAINERD_STATE" \
   '$2 == a || index($2, a "/") == 1 || $2 == b || index($2, b "/") == 1 || $2 == c || index($2, c "/") == 1' /proc/self/mounts | grep -q . && left+=("mounts")

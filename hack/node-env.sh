@@ -42,14 +42,20 @@ node_cluster_env() {
     NWF_ETCD_PEER_PORT=$NODE_ETCD_PEER_PORT NWF_APISERVER_ADDRESS=$NODE_IP "$@" 8>&-
 }
 
-# True when the pid file of component $1 names a live process running binary $2 (a stale pid may
+# The file name of the executable component $1 runs: containerd is Debian's, the others are the
+# versioned binaries behind $NWF_BIN/<name> (hack/build-kube.sh node).
+node_exe() {
+  if [[ $1 == containerd ]]; then echo containerd; else basename "$(readlink -f "$NWF_BIN/$1")"; fi
+}
+
+# True when the pid file of component $1 names a live process running its executable (a stale pid may
 # name any process: nothing else on the machine is ever signalled).
 node_alive() {
   local pidfile=$NODE_DIR/$1.pid pid exe
   [[ -f $pidfile ]] || return 1
   pid=$(<"$pidfile")
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ $(basename "$exe") == "${2:-$1}"* ]]
+  [[ $(basename "$exe") == "$(node_exe "$1")"* ]]
 }
 
 nodectl() { KUBECONFIG=$NODE_KUBECONFIG kubectl "$@"; }

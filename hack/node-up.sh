@@ -67,11 +67,19 @@ step "etcd + kube-apiserver at https://$NODE_IP:$NODE_API_PORT"
 # Every component uses the admin kubeconfig: a development node, not a hardened one.
 kubeconfig=$NODE_KUBECONFIG
 
+# Writes stdin to file $1 only when its content differs: kube-proxy exits when its --config file is
+# rewritten, so a second run must leave an unchanged file alone.
+write_config() {
+  local tmp=$1.tmp
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 # Starts component $1 (binary $2, then its arguments) unless it runs already.
 start() {
   local name=$1 bin=$2
   shift 2
-  if node_alive "$name" "$(basename "$(readlink -f "$bin")")"; then return 0; fi
+  if node_alive "$name"; then return 0; fi
   echo "node: starting $name (log $NODE_DIR/$name.log)"
   nohup "$bin" "$@" </dev/null >"$NODE_DIR/$name.log" 2>&1 8>&- &
   echo $! >"$NODE_DIR/$name.pid"
@@ -79,7 +87,7 @@ start() {
 
 # --- containerd --------------------------------------------------------------------------------
 mkdir -p "$NODE_DIR/cni" "$CONTAINERD_ROOT" "$CONTAINERD_STATE"
-cat >"$NODE_DIR/containerd.toml" <<EOF
+write_config "$NODE_DIR/containerd.toml" <<EOF
 version = 2
 root = "$CONTAINERD_ROOT"
 state = "$CONTAINERD_STATE"
@@ -104,7 +112,7 @@ state = "$CONTAINERD_STATE"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$NODE_DIR/cni"
 EOF
-cat >"$NODE_DIR/cni/10-$CNI_NETWORK.conflist" <<EOF
+write_config "$NODE_DIR/cni/10-$CNI_NETWORK.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$CNI_NETWORK",
@@ -142,7 +150,7 @@ start kube-scheduler "$NWF_BIN/kube-scheduler" \
   --leader-elect=false --bind-address 127.0.0.1 --secure-port 10359
 
 # --- kubelet -------------------------------------------------------------------------------------
-cat >"$NODE_DIR/kubelet.yaml" <<EOF
+write_config "$NODE_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This machine's cgroups are v1 (hybrid) without systemd managing them.
@@ -177,7 +185,7 @@ start kubelet "$NWF_BIN/kubelet" --config "$NODE_DIR/kubelet.yaml" --kubeconfig 
   --cert-dir "$NODE_DIR/kubelet-pki"
 
 # --- kube-proxy ----------------------------------------------------------------------------------
-cat >"$NODE_DIR/kube-proxy.yaml" <<EOF
+write_config "$NODE_DIR/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -198,8 +206,7 @@ start kube-proxy "$NWF_BIN/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
 for i in $(seq 240); do
   if [[ $(nodectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]; then break; fi
   for c in "${NODE_COMPONENTS[@]}"; do
-    bin=$([[ $c == containerd ]] && echo containerd || basename "$(readlink -f "$NWF_BIN/$c")")
-    node_alive "$c" "$bin" || { echo "node: $c exited; last lines of $NODE_DIR/$c.log:" >&2; tail -20 "$NODE_DIR/$c.log" >&2; exit 1; }
+    node_alive "$c" || { echo "node: $c exited; last lines of $NODE_DIR/$c.log:" >&2; tail -20 "$NODE_DIR/$c.log" >&2; exit 1; }
   done
   (( i == 240 )) && { echo "node: $NODE_NAME not Ready after 120s; see $NODE_DIR/kubelet.log" >&2; exit 1; }
   sleep 0.5
