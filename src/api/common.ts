@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IcmpMatch, IpCidr, IpFamily, icmpFamilyRules, isIpv6Text } from './addresses.js';
 import { withCel, type CelRule } from './cel.js';
 
 export const GROUP = 'nwfilter.infinibay.io';
@@ -18,6 +19,7 @@ export const ServiceProtocol = z.enum(['tcp', 'udp', 'sctp', 'icmp']);
 export type ServiceProtocol = z.infer<typeof ServiceProtocol>;
 
 export const RuleProtocol = z.enum(['tcp', 'udp', 'sctp', 'icmp', 'all']);
+export { IcmpMatch, IpFamily } from './addresses.js';
 export type RuleProtocol = z.infer<typeof RuleProtocol>;
 
 /**
@@ -38,16 +40,7 @@ export type ConnState = z.infer<typeof ConnState>;
 export const Override = z.enum(['allow', 'deny', 'inherit']);
 export type Override = z.infer<typeof Override>;
 
-const IPV4_OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
-export const IPV4_PATTERN = `^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}$`;
-export const IPV4_CIDR_PATTERN = `^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}(/(3[0-2]|[12]?[0-9]))?$`;
-
-export const Ipv4Address = z.string().max(15).regex(new RegExp(IPV4_PATTERN), 'must be an IPv4 address');
-/** IPv4 address with an optional prefix length; a bare address means /32. */
-export const Ipv4Cidr = z
-  .string()
-  .max(18)
-  .regex(new RegExp(IPV4_CIDR_PATTERN), 'must be an IPv4 address or CIDR such as 10.0.0.0/8');
+export { Ipv4Address, Ipv4Cidr, Ipv6Address, IpCidr, IPV4_CIDR_PATTERN, IPV4_PATTERN } from './addresses.js';
 
 export const MacAddress = z
   .string()
@@ -93,6 +86,49 @@ const xmlText: CelRule<string> = {
 };
 
 
+/** A Kubernetes label selector (metav1.LabelSelector) over VMFilters' labels. */
+export const LabelSelector = z
+  .object({
+    matchLabels: z.record(z.string().max(317), z.string().max(63)).optional().meta({ maxProperties: 16 }).describe('Labels a VMFilter must have, all of them.'),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string().max(317),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+            values: z.array(z.string().max(63)).max(32).optional(),
+          })
+          .strict(),
+      )
+      .max(16)
+      .optional()
+      .describe('Label requirements, all of which must hold (In, NotIn, Exists, DoesNotExist).'),
+  })
+  .strict();
+export type LabelSelector = z.infer<typeof LabelSelector>;
+
+/**
+ * VMs named instead of addresses: the members of a department, or the VMFilters a label selector
+ * picks. They resolve to the addresses in the VMs' `parameters` (ip and ipv6), and the controller
+ * keeps the resolution up to date as VMs come and go (docs/address-groups.md).
+ */
+export const PeerSelector = withCel(
+  z
+    .object({
+      department: ObjectName.optional().describe('The VMs of this DepartmentPolicy.'),
+      vmSelector: LabelSelector.optional().describe('The VMFilters whose labels match (all of them, cluster-wide).'),
+    })
+    .strict(),
+  [
+    {
+      rule: 'has(self.department) != has(self.vmSelector)',
+      message: 'exactly one of department or vmSelector must be set',
+      holds: (v) => (v.department === undefined) !== (v.vmSelector === undefined),
+    },
+  ],
+);
+export type PeerSelector = z.infer<typeof PeerSelector>;
+
 const customRuleShape = {
   action: RuleAction.describe(
     'accept, drop or reject new connections that match. Replies and related ICMP errors of accepted connections always pass.',
@@ -100,7 +136,11 @@ const customRuleShape = {
   direction: RuleDirection.describe(
     'in: connections to the VM; out: connections from the VM; inout: both (the same as one in and one out rule).',
   ),
-  protocol: RuleProtocol.describe('tcp, udp, sctp, icmp, or all (every IPv4 protocol).'),
+  protocol: RuleProtocol.describe('tcp, udp, sctp, icmp (ICMP for IPv4, ICMPv6 for IPv6), or all (every protocol).'),
+  family: IpFamily.optional().describe(
+    'ipv4 or ipv6 only. Default: both families, or the family of the rule\'s source/destination address.',
+  ),
+  icmp: IcmpMatch.optional().describe('Only this ICMP message type (and code); only with protocol icmp. Default: every ICMP type.'),
   ports: z
     .array(PortRange)
     .max(16)
@@ -108,8 +148,12 @@ const customRuleShape = {
     .describe(
       'Destination ports of the connection: the VM\'s port for "in", the remote port for "out". Only for tcp, udp, sctp.',
     ),
-  source: Ipv4Cidr.optional().describe('Address or CIDR the connection comes from (the remote for "in", the VM for "out").'),
-  destination: Ipv4Cidr.optional().describe('Address or CIDR the connection goes to (the VM for "in", the remote for "out").'),
+  source: IpCidr.optional().describe('Address or CIDR (IPv4 or IPv6) the connection comes from (the remote for "in", the VM for "out").'),
+  destination: IpCidr.optional().describe('Address or CIDR (IPv4 or IPv6) the connection goes to (the VM for "in", the remote for "out").'),
+  sourceGroup: ObjectName.optional().describe('An AddressGroup the connection comes from (instead of source).'),
+  destinationGroup: ObjectName.optional().describe('An AddressGroup the connection goes to (instead of destination).'),
+  sourcePeers: PeerSelector.optional().describe('VMs the connection comes from: a department\'s members or VMFilters by label.'),
+  destinationPeers: PeerSelector.optional().describe('VMs the connection goes to: a department\'s members or VMFilters by label.'),
   state: z
     .array(ConnState)
     .min(1)
@@ -131,7 +175,21 @@ const customRuleShape = {
     .describe('Free text shown in the libvirt filter (no control characters; libvirt keeps 256 bytes of UTF-8, longer text is cut with an ellipsis).'),
 };
 
-const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }> = {
+interface RuleFields {
+  protocol: string;
+  family?: 'ipv4' | 'ipv6' | undefined;
+  ports?: unknown;
+  icmp?: unknown;
+  state?: unknown;
+  source?: string | undefined;
+  destination?: string | undefined;
+  sourceGroup?: string | undefined;
+  destinationGroup?: string | undefined;
+  sourcePeers?: unknown;
+  destinationPeers?: unknown;
+}
+
+const portsOnlyWithPortProtocols: CelRule<RuleFields> = {
   rule: "!has(self.ports) || self.protocol in ['tcp', 'udp', 'sctp']",
   message: 'ports are only allowed with protocol tcp, udp or sctp',
   path: ['ports'],
@@ -143,7 +201,7 @@ const portsOnlyWithPortProtocols: CelRule<{ ports?: unknown; protocol: string }>
  * replies: an accept with `state: [NEW]` can never complete a connection, and a drop of ESTABLISHED
  * would eat the replies of other, allowed connections. Our rules mean connections instead.
  */
-const noConnState: CelRule<{ state?: unknown }> = {
+const noConnState: CelRule<RuleFields> = {
   rule: '!has(self.state)',
   message:
     'state is not supported: a rule matches new connections, and replies and related ICMP errors of accepted connections pass on their own',
@@ -151,8 +209,65 @@ const noConnState: CelRule<{ state?: unknown }> = {
   holds: (v) => v.state === undefined,
 };
 
+const icmpOnlyWithIcmp: CelRule<RuleFields> = {
+  rule: "!has(self.icmp) || self.protocol == 'icmp'",
+  message: 'icmp (type and code) is only allowed with protocol icmp',
+  path: ['icmp'],
+  holds: (v) => v.icmp === undefined || v.protocol === 'icmp',
+};
+
+/** An address of one family on a rule restricted to the other can match nothing: refused. */
+const addressFamilyRules = (field: 'source' | 'destination'): CelRule<RuleFields>[] => [
+  {
+    rule: `!has(self.${field}) || !has(self.family) || self.${field}.contains(':') == (self.family == 'ipv6')`,
+    message: `${field} is of the other IP family than the rule's family (an IPv6 CIDR on an IPv4-only rule, or the reverse)`,
+    path: [field],
+    holds: (v) => v[field] === undefined || v.family === undefined || isIpv6Text(v[field]!) === (v.family === 'ipv6'),
+  },
+];
+
+const sameFamilyAddresses: CelRule<RuleFields> = {
+  rule: "!has(self.source) || !has(self.destination) || self.source.contains(':') == self.destination.contains(':')",
+  message: 'source and destination must be of the same IP family',
+  path: ['destination'],
+  holds: (v) => v.source === undefined || v.destination === undefined || isIpv6Text(v.source) === isIpv6Text(v.destination),
+};
+
+const count = (...fields: string[]): string => fields.map((f) => `(has(self.${f}) ? 1 : 0)`).join(' + ');
+const present = (v: RuleFields, ...fields: (keyof RuleFields)[]): number => fields.filter((f) => v[f] !== undefined).length;
+
+const oneSourceKind: CelRule<RuleFields> = {
+  rule: `${count('source', 'sourceGroup', 'sourcePeers')} <= 1`,
+  message: 'at most one of source, sourceGroup and sourcePeers',
+  holds: (v) => present(v, 'source', 'sourceGroup', 'sourcePeers') <= 1,
+};
+const oneDestinationKind: CelRule<RuleFields> = {
+  rule: `${count('destination', 'destinationGroup', 'destinationPeers')} <= 1`,
+  message: 'at most one of destination, destinationGroup and destinationPeers',
+  holds: (v) => present(v, 'destination', 'destinationGroup', 'destinationPeers') <= 1,
+};
+/** libvirt matches one kernel IP set per rule (its `ipset` attribute): a rule names one group or peer set. */
+const oneAddressSet: CelRule<RuleFields> = {
+  rule: `${count('sourceGroup', 'destinationGroup', 'sourcePeers', 'destinationPeers')} <= 1`,
+  message: 'a rule can match one address group or peer selector (libvirt matches one IP set per rule): split it into two rules',
+  holds: (v) => present(v, 'sourceGroup', 'destinationGroup', 'sourcePeers', 'destinationPeers') <= 1,
+};
+
+const customRuleChecks: CelRule<RuleFields>[] = [
+  portsOnlyWithPortProtocols,
+  noConnState,
+  icmpOnlyWithIcmp,
+  ...(icmpFamilyRules as CelRule<RuleFields>[]),
+  ...addressFamilyRules('source'),
+  ...addressFamilyRules('destination'),
+  sameFamilyAddresses,
+  oneSourceKind,
+  oneDestinationKind,
+  oneAddressSet,
+];
+
 /** A hand-written rule. The compiler places it in its level's priority band (docs/priorities.md). */
-export const CustomRule = withCel(z.object(customRuleShape).strict(), [portsOnlyWithPortProtocols, noConnState]);
+export const CustomRule = withCel(z.object(customRuleShape).strict(), customRuleChecks);
 
 /** A department's rule: `enforced` puts it above the VMs' own rules. */
 export const DepartmentRule = withCel(
@@ -162,7 +277,7 @@ export const DepartmentRule = withCel(
       enforced: z.boolean().default(false).describe("When true, the rule wins over the VMs' own rules and overrides."),
     })
     .strict(),
-  [portsOnlyWithPortProtocols, noConnState],
+  customRuleChecks,
 );
 export type DepartmentRule = z.infer<typeof DepartmentRule>;
 export type CustomRule = z.infer<typeof CustomRule>;

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { AddressGroup, AddressGroupSpec, AddressGroupStatus } from './address-group.js';
 import { DepartmentPolicy, DepartmentPolicySpec, DepartmentPolicyStatus } from './department-policy.js';
 import { ServicePolicy, ServicePolicySpec, ServicePolicyStatus } from './service-policy.js';
 import { VMFilter, VMFilterSpec, VMFilterStatus } from './vm-filter.js';
@@ -7,7 +8,7 @@ import { VMFilter, VMFilterSpec, VMFilterStatus } from './vm-filter.js';
  * The one registry of our kinds: the object schema of each. Kind names, object types, the CRDs
  * (KINDS below), manifest parsing and the typed caches are all derived from it.
  */
-export const KIND_SCHEMAS = { ServicePolicy, DepartmentPolicy, VMFilter } as const;
+export const KIND_SCHEMAS = { ServicePolicy, DepartmentPolicy, VMFilter, AddressGroup } as const;
 export type KindName = keyof typeof KIND_SCHEMAS;
 /** The validated object type of a kind. */
 export type ObjectOf<K extends KindName> = z.infer<(typeof KIND_SCHEMAS)[K]>;
@@ -108,6 +109,22 @@ export const KINDS: readonly KindInfo[] = [
     // Each node's agent watches only the VMFilters pinned to its node, the unpinned ones and the
     // ones it holds (docs/architecture.md, "What an agent watches").
     selectableFields: [{ jsonPath: '.spec.nodeName' }, { jsonPath: '.status.nodeName' }],
+  },
+  {
+    kind: 'AddressGroup',
+    plural: 'addressgroups',
+    singular: 'addressgroup',
+    shortNames: ['addrgrp'],
+    description: 'A named set of IPv4 and IPv6 addresses (and optionally VMs) that rules reference by name.',
+    spec: AddressGroupSpec,
+    status: AddressGroupStatus,
+    printerColumns: [
+      { name: 'IPv4', type: 'integer', jsonPath: '.status.ipv4', description: 'IPv4 entries.' },
+      { name: 'IPv6', type: 'integer', jsonPath: '.status.ipv6', description: 'IPv6 entries.' },
+      { name: 'Peers', type: 'integer', jsonPath: '.status.peerCount', description: 'VMs selected by spec.peers.' },
+      ready,
+      age,
+    ],
   },
 ];
 

@@ -1,5 +1,6 @@
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
+import type { AddressGroup } from './address-group.js';
 import { API_VERSION } from './common.js';
 import type { DepartmentPolicy } from './department-policy.js';
 import { KIND_NAMES, KIND_SCHEMAS, isKindName, type KindName } from './kinds.js';
@@ -19,6 +20,7 @@ export interface ParsedManifests {
   services: ServicePolicy[];
   departments: DepartmentPolicy[];
   vms: VMFilter[];
+  addressGroups: AddressGroup[];
   errors: ManifestError[];
 }
 
@@ -50,9 +52,9 @@ export function parseResource(source: string, raw: unknown): { kind: Kind; value
   return { kind, value: result.data };
 }
 
-/** Parses multi-document YAML; every document must be one of our three kinds. */
+/** Parses multi-document YAML; every document must be one of our kinds. */
 export function parseManifests(files: readonly { source: string; text: string }[]): ParsedManifests {
-  const out: ParsedManifests = { services: [], departments: [], vms: [], errors: [] };
+  const out: ParsedManifests = { services: [], departments: [], vms: [], addressGroups: [], errors: [] };
   const seen = new Set<string>();
   for (const file of files) {
     for (const doc of parseAllDocuments(file.text)) {
@@ -76,7 +78,8 @@ export function parseManifests(files: readonly { source: string; text: string }[
       seen.add(key);
       if (parsed.kind === 'ServicePolicy') out.services.push(value as ServicePolicy);
       else if (parsed.kind === 'DepartmentPolicy') out.departments.push(value as DepartmentPolicy);
-      else out.vms.push(value as VMFilter);
+      else if (parsed.kind === 'VMFilter') out.vms.push(value as VMFilter);
+      else out.addressGroups.push(value as AddressGroup);
     }
   }
   return out;

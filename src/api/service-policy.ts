@@ -1,12 +1,15 @@
 import { z } from 'zod';
-import { withCel } from './cel.js';
+import { IcmpMatch, IpFamily, icmpFamilyRules } from './addresses.js';
+import { withCel, type CelRule } from './cel.js';
 import { Conditions, ObjectMeta, PortNumber, Realization, ServiceProtocol } from './common.js';
 
 /** One protocol/port entry of a service. ICMP has no ports. */
 export const ServicePort = withCel(
   z
     .object({
-      protocol: ServiceProtocol.describe('tcp, udp, sctp or icmp.'),
+      protocol: ServiceProtocol.describe('tcp, udp, sctp or icmp (ICMP for IPv4, ICMPv6 for IPv6).'),
+      family: IpFamily.optional().describe('ipv4 or ipv6 only; default: both families.'),
+      icmp: IcmpMatch.optional().describe('Only this ICMP message type (and code), e.g. {name: echo-request}; only with protocol icmp.'),
       port: PortNumber.optional().describe('First (or only) port; required for tcp, udp and sctp.'),
       endPort: PortNumber.optional().describe('Last port of an inclusive range, e.g. FTP passive 1024-65535.'),
       side: z
@@ -38,6 +41,13 @@ export const ServicePort = withCel(
       path: ['endPort'],
       holds: (v) => v.endPort === undefined || (v.port !== undefined && v.endPort >= v.port),
     },
+    {
+      rule: "!has(self.icmp) || self.protocol == 'icmp'",
+      message: 'icmp (type and code) is only allowed with protocol icmp',
+      path: ['icmp'],
+      holds: (v) => v.icmp === undefined || v.protocol === 'icmp',
+    },
+    ...(icmpFamilyRules as CelRule<{ family?: 'ipv4' | 'ipv6' | undefined; icmp?: IcmpMatch | undefined }>[]),
   ],
 );
 export type ServicePort = z.infer<typeof ServicePort>;

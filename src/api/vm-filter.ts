@@ -4,6 +4,7 @@ import {
   Conditions,
   CustomRule,
   Ipv4Address,
+  Ipv6Address,
   MAX_CUSTOM_RULES,
   MacAddress,
   ObjectMeta,
@@ -47,7 +48,15 @@ export const FilterParameters = z
       .array(Ipv4Address)
       .max(16)
       .optional()
-      .describe('IPv4 addresses of the VM (libvirt parameter IP, used by clean-traffic).'),
+      .describe('IPv4 addresses of the VM (libvirt parameter IP, used by clean-traffic; peer selectors resolve to them).'),
+    ipv6: z
+      .array(Ipv6Address)
+      .max(16)
+      .optional()
+      .describe(
+        'IPv6 addresses of the VM (libvirt parameter IPV6; peer selectors resolve to them). With cleanTraffic, the only IPv6 sources ' +
+          'the VM may send from: list its link-local address (fe80::...) too, or neighbour discovery fails.',
+      ),
     mac: MacAddress.optional().describe('MAC address (libvirt parameter MAC); default: the interface\'s own.'),
   })
   .strict();

@@ -9,13 +9,13 @@ import { parseObject } from './typed.js';
 
 export type PolicyInformers = { [K in KindName]: ResilientInformer<KubernetesObject> };
 
-
 /** One informer per kind of ours, as both the controller and the agent watch them. */
 export function createPolicyInformers(clients: KubeClients, log: Logger, metrics: Metrics, resyncMs = 0): PolicyInformers {
   return {
     ServicePolicy: kindInformer(clients, 'ServicePolicy', log, metrics, { resyncMs }),
     DepartmentPolicy: kindInformer(clients, 'DepartmentPolicy', log, metrics, { resyncMs }),
     VMFilter: kindInformer(clients, 'VMFilter', log, metrics, { resyncMs }),
+    AddressGroup: kindInformer(clients, 'AddressGroup', log, metrics, { resyncMs }),
   };
 }
 

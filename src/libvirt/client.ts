@@ -28,6 +28,7 @@ import {
   Proc,
 } from './protocol.js';
 import { filterDifferences } from './readback.js';
+import { beyondSchema } from './schema-gap.js';
 import type { DeviceTarget, DomainLifecycleEvent, DomainRef, DomainStateName, DomainSummary, LibvirtApi, LibvirtClientOptions, NwFilterBinding, NwFilterRef } from './types.js';
 import { bytesToUuid, uuidToBytes } from './uuid.js';
 import { XdrError, XdrReader, XdrWriter } from './xdr.js';
@@ -380,6 +381,9 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
    * dropped, after the previous definition was put back (a new filter stays as libvirt kept it:
    * never undefined, see definePlain). That path costs a read before and one after the define.
    *
+   * A filter with IPv6 rules that carry `state` or `ipset` goes the same way on every libvirt:
+   * libvirt's schema refuses them although its driver instantiates them (schema-gap.ts).
+   *
    * `validate: false` drops the VALIDATE flag (and the read-back): libvirt then silently "repairs"
    * bad input (an unknown attribute is dropped, not refused), so it exists only to measure what
    * validation costs (about 2 ms per call in libvirtd).
@@ -389,6 +393,8 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
   async defineFilter(xml: string, options: DefineOptions = {}): Promise<NwFilterRef> {
     const session = this.session;
     if (this.options.nwfilterDefineFlags === false) this.noteNoDefineFlags(session);
+    // libvirt's schema would refuse what its driver does (schema-gap.ts): checked by reading back instead.
+    if (options.validate !== false && beyondSchema(xml)) return this.definePlain(xml, options);
     if (session.defineFlags !== false) {
       const flags = options.validate === false ? 0 : NWFILTER_DEFINE_VALIDATE;
       const define = async (text: string) =>
@@ -468,7 +474,7 @@ export class LibvirtClient extends EventEmitter implements LibvirtApi {
         detail = `putting back the previous definition failed (${(err as Error).message}); the filter stays defined as libvirt kept it`;
       }
     }
-    this.log?.warn({ filter: ref.name, differences, restored }, 'libvirt did not keep the filter as sent (no VALIDATE on this libvirtd)');
+    this.log?.warn({ filter: ref.name, differences, restored }, 'libvirt did not keep the filter as sent (defined without VALIDATE)');
     throw new NwFilterNotKeptError(ref.name, differences, restored, detail);
   }
 

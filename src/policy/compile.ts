@@ -1,4 +1,6 @@
 import type {
+  AddressGroup,
+  CustomRule,
   DepartmentPolicy,
   DepartmentPolicySpec,
   EffectiveService,
@@ -9,15 +11,29 @@ import type {
 } from '../api/index.js';
 import { BANDS } from './bands.js';
 import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
+import { groupsOfInput, setsOfFilters, type AddressSet, type GroupEntry } from './groups.js';
 import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
+import { describeSelector } from './peers.js';
+import { canonicalAddress } from './ip.js';
 import { optimizeFilter } from './optimize.js';
 import { renderFilterXml } from './render.js';
 import { effectiveServices, resolveDirection, type ServiceEntry } from './resolve.js';
-import { baseRules, byPriority, customRules, defaultRules, serviceRules } from './rules.js';
+import { baseRules, byPriority, customRules, defaultRules, ruleGroup, serviceRules } from './rules.js';
 import { validateFilter, validateTree } from './validate.js';
 
 /** libvirt's own filters that ours may reference. */
-export const LIBVIRT_FILTERS: ReadonlySet<string> = new Set(['clean-traffic']);
+export const LIBVIRT_FILTERS: ReadonlySet<string> = new Set(['clean-traffic', 'no-ipv6-spoofing', 'allow-ipv6']);
+
+/**
+ * IPv6 anti-spoofing for a VM with IPv6 addresses in a department with cleanTraffic: libvirt's
+ * clean-traffic (referenced by the department filter) covers MAC, IPv4 and ARP and drops every other
+ * layer-2 protocol, IPv6 included. libvirt's no-ipv6-spoofing (ebtables chain ipv6-ip, priority -610:
+ * IPv6 from the VM only with a source in $IPV6, or UDP from fe80::/10) and allow-ipv6 (chain ipv6,
+ * -600) come before clean-traffic's final drop (root chain, priority 1000) and let the VM's own IPv6
+ * through. They reference $IPV6, which libvirt cannot learn: a binding without it fails, so they are
+ * referenced only by VM filters whose VM has `parameters.ipv6`.
+ */
+export const IPV6_CLEAN_TRAFFIC = ['no-ipv6-spoofing', 'allow-ipv6'] as const;
 
 /**
  * `optimize` (default true): leave out rules that cannot change any verdict and merge adjacent port
@@ -32,6 +48,8 @@ export interface PolicyInput {
   services: readonly ServicePolicy[];
   departments: readonly DepartmentPolicy[];
   vms: readonly VMFilter[];
+  /** AddressGroups; the groups of peer selectors are resolved from `vms` when not given. */
+  addressGroups?: readonly AddressGroup[];
 }
 
 /** What the agent puts on each interface: `<filterref filter=...>` with its parameters. */
@@ -59,6 +77,8 @@ export interface VmCompiled {
   /** SHA-256 over the XML of the whole tree: changes whenever anything the VM gets changes. */
   hash: string;
   binding: InterfaceBinding;
+  /** The kernel IP sets the tree's rules match, with the members they should hold. */
+  sets: AddressSet[];
   spec: VMFilterSpec;
   diagnostics: Diagnostic[];
 }
@@ -121,6 +141,34 @@ function missingServices(
   );
 }
 
+const NO_GROUPS: ReadonlyMap<string, GroupEntry> = new Map();
+
+/** Rules that name an AddressGroup or a peer selector whose group does not exist: errors, nothing is compiled. */
+function missingGroups(resource: ResourceRef, rules: readonly CustomRule[], groups: ReadonlyMap<string, GroupEntry>): Diagnostic[] {
+  return rules.flatMap((r, i) => {
+    const group = ruleGroup(r);
+    if (!group || groups.has(group.name)) return [];
+    const peers = r.sourcePeers ?? r.destinationPeers;
+    return [
+      peers
+        ? {
+            severity: 'error' as const,
+            resource,
+            field: `spec.rules[${i}].${r.sourcePeers ? 'sourcePeers' : 'destinationPeers'}`,
+            reason: 'PeersNotResolved',
+            message: `${describeSelector(peers)} are not resolved yet (AddressGroup "${group.name}", made by the controller, does not exist)`,
+          }
+        : {
+            severity: 'error' as const,
+            resource,
+            field: `spec.rules[${i}].${r.sourceGroup ? 'sourceGroup' : 'destinationGroup'}`,
+            reason: 'AddressGroupNotFound',
+            message: `AddressGroup "${group.name}" does not exist`,
+          },
+    ];
+  });
+}
+
 /**
  * libvirt priorities of a level's custom rules: ranked by (spec priority, position), so each rule
  * has a priority of its own inside the band (bands.ts). The schema caps a level at 100 rules.
@@ -137,9 +185,10 @@ export function compileDepartment(
   spec: DepartmentPolicySpec,
   services: ReadonlyMap<string, ServiceEntry>,
   options: CompileOptions = {},
+  groups: ReadonlyMap<string, GroupEntry> = NO_GROUPS,
 ): DepartmentResult {
   const resource: ResourceRef = { kind: 'DepartmentPolicy', name };
-  const missing = missingServices(resource, 'spec.services', spec.services, services);
+  const missing = [...missingServices(resource, 'spec.services', spec.services, services), ...missingGroups(resource, spec.rules, groups)];
   if (missing.length > 0) return { ok: false, name, diagnostics: missing };
 
   const filterName = departmentFilterName(name);
@@ -176,6 +225,7 @@ export function compileDepartment(
 function bindingParameters(params: FilterParameters | undefined): InterfaceBinding['parameters'] {
   const out: InterfaceBinding['parameters'] = [];
   for (const ip of params?.ip ?? []) out.push({ name: 'IP', value: ip });
+  for (const ip of params?.ipv6 ?? []) out.push({ name: 'IPV6', value: canonicalAddress(ip) });
   if (params?.mac) out.push({ name: 'MAC', value: params.mac });
   return out;
 }
@@ -185,13 +235,15 @@ export interface VmContext {
   departments: ReadonlyMap<string, DepartmentResult>;
   departmentSpecs: ReadonlyMap<string, DepartmentPolicySpec>;
   global: CompiledFilter;
+  /** AddressGroups by name (peer selectors' groups included); none when absent. */
+  groups?: ReadonlyMap<string, GroupEntry>;
   /** How the VM filters are compiled; the global and department filters of the context are compiled already. */
   options?: CompileOptions;
 }
 
 export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmResult {
   const resource: ResourceRef = { kind: 'VMFilter', name };
-  const errors: Diagnostic[] = missingServices(resource, 'spec.services', spec.services, ctx.services);
+  const errors: Diagnostic[] = [...missingServices(resource, 'spec.services', spec.services, ctx.services), ...missingGroups(resource, spec.rules, ctx.groups ?? NO_GROUPS)];
   let department: DepartmentResult | undefined;
   if (spec.department !== undefined) {
     department = ctx.departments.get(spec.department);
@@ -226,7 +278,9 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
   // Every VM chain starts with the base rules and, whatever the levels above allowed or not, ends in a drop.
   rules.push(...baseRules({ level: 'vm', owner: name, priority: BANDS.vmBase }));
   rules.push(...defaultRules('drop', { level: 'vm', owner: name, priority: BANDS.vmDefault }));
-  const filter = finish(vmFilterName(name), 'vm', [department?.ok ? department.filter.filter.name : GLOBAL_FILTER], rules, ctx.options ?? {});
+  const ipv6CleanTraffic = deptSpec?.cleanTraffic === true && (spec.parameters?.ipv6?.length ?? 0) > 0 ? IPV6_CLEAN_TRAFFIC : [];
+  const refs = [department?.ok ? department.filter.filter.name : GLOBAL_FILTER, ...ipv6CleanTraffic];
+  const filter = finish(vmFilterName(name), 'vm', refs, rules, ctx.options ?? {});
   const diagnostics = [...filterDiagnostics(filter, resource), ...warnings];
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
 
@@ -247,6 +301,7 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
     ruleCount: treeFilters.reduce((n, f) => n + f.filter.rules.length, 0),
     hash: 'sha256:' + sha256Hex(treeFilters.map((f) => f.xml).join('\n')),
     binding: { filter: filter.name, parameters: bindingParameters(spec.parameters) },
+    sets: setsOfFilters(treeFilters.map((f) => f.filter), ctx.groups ?? NO_GROUPS),
     spec,
     diagnostics,
   };
@@ -260,15 +315,16 @@ export function compilePolicy(input: PolicyInput, options: CompileOptions = {}):
   const diagnostics: Diagnostic[] = filterDiagnostics(global.filter, { kind: 'ServicePolicy', name: '*' });
 
   const departmentSpecs = new Map(input.departments.map((d) => [d.metadata.name, d.spec]));
+  const groups = groupsOfInput(input);
   const departments = new Map<string, DepartmentResult>();
   for (const d of input.departments) {
-    const result = compileDepartment(d.metadata.name, d.spec, services, options);
+    const result = compileDepartment(d.metadata.name, d.spec, services, options, groups);
     departments.set(d.metadata.name, result);
     diagnostics.push(...result.diagnostics);
     if (result.ok) filters.set(result.filter.filter.name, result.filter);
   }
 
-  const ctx: VmContext = { services, departments, departmentSpecs, global, options };
+  const ctx: VmContext = { services, departments, departmentSpecs, global, groups, options };
   const vms = new Map<string, VmResult>();
   for (const vm of input.vms) {
     const result = compileVm(vm.metadata.name, vm.spec, ctx);

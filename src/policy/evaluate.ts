@@ -1,4 +1,6 @@
-import type { Cidr, NwFilter, NwRule } from './model.js';
+import { firstPacketState } from './conntrack.js';
+import { cidrContains, ipv4ToInt, ipv6ToBigInt, isIpv6 } from './ip.js';
+import type { NwFilter, NwRule, SetMembers } from './model.js';
 import {
   chainOf,
   instantiateTree,
@@ -29,6 +31,7 @@ export interface KernelPacket {
   sport?: number;
   dport?: number;
   icmpType?: number;
+  icmpCode?: number;
   ctstate: CtState;
   ctdir: CtDir;
 }
@@ -46,51 +49,7 @@ export interface ChainDecision {
 // ---------------------------------------------------------------------------------------------
 // Addresses
 
-export function ipv4ToInt(address: string): number {
-  const parts = address.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new Error(`not an IPv4 address: ${address}`);
-  }
-  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-}
-
-/** An IPv6 address as a 128-bit integer (`::` and embedded IPv4 supported). */
-export function ipv6ToBigInt(address: string): bigint {
-  let text = address.toLowerCase();
-  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const n = ipv4ToInt(v4[1]!);
-    text = text.slice(0, -v4[1]!.length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) throw new Error(`not an IPv6 address: ${address}`);
-  const head = halves[0] ? halves[0].split(':') : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
-  const missing = 8 - head.length - tail.length;
-  if ((halves.length === 1 && missing !== 0) || missing < 0) throw new Error(`not an IPv6 address: ${address}`);
-  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
-  let value = 0n;
-  for (const g of groups) {
-    if (!/^[0-9a-f]{1,4}$/.test(g)) throw new Error(`not an IPv6 address: ${address}`);
-    value = (value << 16n) | BigInt(parseInt(g, 16));
-  }
-  return value;
-}
-
-export const isIpv6 = (address: string): boolean => address.includes(':');
-
-export function cidrContains(cidr: Cidr, address: string): boolean {
-  if (isIpv6(cidr.address) !== isIpv6(address)) return false;
-  if (isIpv6(address)) {
-    const prefix = BigInt(cidr.prefix ?? 128);
-    if (prefix === 0n) return true;
-    const shift = 128n - prefix;
-    return ipv6ToBigInt(cidr.address) >> shift === ipv6ToBigInt(address) >> shift;
-  }
-  if (cidr.prefix === 0) return true;
-  const mask = (0xffffffff << (32 - cidr.prefix)) >>> 0;
-  return ((ipv4ToInt(cidr.address) & mask) >>> 0) === ((ipv4ToInt(address) & mask) >>> 0);
-}
+export { cidrContains, ipv4ToInt, ipv6ToBigInt, isIpv6 } from './ip.js';
 
 // ---------------------------------------------------------------------------------------------
 // One packet, one chain
@@ -98,8 +57,16 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
 const inRange = (value: number | undefined, range: { start: number; end: number } | undefined): boolean =>
   range === undefined || (value !== undefined && value >= range.start && value <= range.end);
 
+const NO_SETS: SetMembers = new Map();
+
+/** `-m set --match-set`: the packet's source or destination address is in the set (a missing set is empty). */
+function inSet(set: NonNullable<RuleInstance['set']>, p: KernelPacket, sets: SetMembers): boolean {
+  const address = set.dir === 'src' ? p.src : p.dst;
+  return (sets.get(set.name) ?? []).some((c) => cidrContains(c, address));
+}
+
 /** netfilter's match of one instance: every condition the instance has must hold. */
-export function instanceMatches(inst: RuleInstance, p: KernelPacket): boolean {
+export function instanceMatches(inst: RuleInstance, p: KernelPacket, sets: SetMembers = NO_SETS): boolean {
   if (inst.family !== p.family || inst.chain !== p.chain) return false;
   if (inst.protocol !== 'all' && inst.protocol !== p.protocol) return false;
   if (inst.source && !cidrContains(inst.source, p.src)) return false;
@@ -107,8 +74,11 @@ export function instanceMatches(inst: RuleInstance, p: KernelPacket): boolean {
   // --sport / --dport come with -p tcp|udp|sctp, so a packet without ports never matches them.
   if (!inRange(p.sport, inst.sport) || !inRange(p.dport, inst.dport)) return false;
   if (inst.icmpType !== undefined && inst.icmpType !== p.icmpType) return false;
+  if (inst.icmpCode !== undefined && inst.icmpCode !== (p.icmpCode ?? 0)) return false;
   if (inst.ctstate && !inst.ctstate.includes(p.ctstate)) return false;
-  if (inst.ctdir && inst.ctdir !== p.ctdir) return false;
+  // conntrack's --ctdir matches tracked packets only: an untracked or invalid packet has no direction.
+  if (inst.ctdir && (inst.ctdir !== p.ctdir || p.ctstate === 'UNTRACKED' || p.ctstate === 'INVALID')) return false;
+  if (inst.set && !inSet(inst.set, p, sets)) return false;
   return true;
 }
 
@@ -117,11 +87,11 @@ export function instanceMatches(inst: RuleInstance, p: KernelPacket): boolean {
  * entered with -g, and libvirt-in-post accepts what FI returned) both let the packet through;
  * a packet that runs off the end returns to the host's own chains, which we count as accepted.
  */
-export function evaluateChain(instances: readonly RuleInstance[], p: KernelPacket): ChainDecision {
+export function evaluateChain(instances: readonly RuleInstance[], p: KernelPacket, sets: SetMembers = NO_SETS): ChainDecision {
   const chain = chainOf(instances, p.family, p.chain);
   for (let i = 0; i < chain.length; i++) {
     const inst = chain[i]!;
-    if (!instanceMatches(inst, p)) continue;
+    if (!instanceMatches(inst, p, sets)) continue;
     const verdict: ChainVerdict = inst.target === 'DROP' ? 'drop' : inst.target === 'REJECT' ? 'reject' : 'accept';
     return { verdict, instance: inst, considered: i + 1 };
   }
@@ -194,7 +164,12 @@ function initiatorPacket(q: ConnectionQuery, ctstate: CtState): Omit<KernelPacke
  * and, for TCP, the initiator's next packet (ESTABLISHED, original) and the echoed data.
  * Outcome as a client sees it: open, refused (RST / ICMP error / REJECT) or dropped (silence).
  */
-export function evaluateConnection(instances: readonly RuleInstance[], q: ConnectionQuery, unevaluated: string[] = []): ConnectionResult {
+export function evaluateConnection(
+  instances: readonly RuleInstance[],
+  q: ConnectionQuery,
+  unevaluated: string[] = [],
+  sets: SetMembers = NO_SETS,
+): ConnectionResult {
   const icmp = echoTypes(q.family);
   const vmStarts = q.direction === 'out';
   const initiator = vmStarts ? q.vmAddress : q.remoteAddress;
@@ -213,7 +188,7 @@ export function evaluateConnection(instances: readonly RuleInstance[], q: Connec
       return undefined;
     }
     const full: KernelPacket = { ...packet, chain, family: q.family };
-    const decision = evaluateChain(instances, full);
+    const decision = evaluateChain(instances, full, sets);
     steps.push({ what, packet: full, decision });
     return decision;
   };
@@ -266,9 +241,46 @@ export function evaluateConnection(instances: readonly RuleInstance[], q: Connec
 }
 
 /** Instances and connection evaluation for one VM's filter tree. */
-export function explainConnection(root: string, filters: ReadonlyMap<string, NwFilter>, q: ConnectionQuery): ConnectionResult {
+export function explainConnection(root: string, filters: ReadonlyMap<string, NwFilter>, q: ConnectionQuery, sets: SetMembers = NO_SETS): ConnectionResult {
   const { instances, unevaluated } = instantiateTree(root, filters);
-  return evaluateConnection(instances, q, unevaluated);
+  return evaluateConnection(instances, q, unevaluated, sets);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One packet on its own: ICMP messages that are not echo, router advertisements, DHCPv6
+
+export interface DeliveryQuery {
+  /** in: to the VM; out: from the VM. */
+  direction: 'in' | 'out';
+  family: Family;
+  protocol: 'tcp' | 'udp' | 'sctp' | 'icmp';
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  /** The other side is the host (an `out` packet then goes through HI instead of FI). */
+  remoteIsHost?: boolean;
+}
+
+/** What libvirt's chains do with one packet sent on its own (a probe that only checks arrival). */
+export function evaluateDelivery(instances: readonly RuleInstance[], q: DeliveryQuery, sets: SetMembers = NO_SETS): ChainDecision {
+  const protocol: L4 = q.protocol === 'icmp' && q.family === 6 ? 'icmpv6' : q.protocol;
+  const packet: KernelPacket = {
+    family: q.family,
+    chain: q.direction === 'in' ? 'FO' : q.remoteIsHost ? 'HI' : 'FI',
+    protocol,
+    src: q.src,
+    dst: q.dst,
+    ...(q.sport !== undefined ? { sport: q.sport } : {}),
+    ...(q.dport !== undefined ? { dport: q.dport } : {}),
+    ...(q.icmpType !== undefined ? { icmpType: q.icmpType } : {}),
+    ...(q.icmpCode !== undefined ? { icmpCode: q.icmpCode } : {}),
+    ctstate: firstPacketState(q.family, protocol, q.icmpType),
+    ctdir: 'ORIGINAL',
+  };
+  return evaluateChain(instances, packet, sets);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,7 +325,7 @@ export const UNKNOWN_ADDRESS: Record<Family, string> = { 4: '192.0.2.254', 6: '2
  * connection: the decision between policy levels. A rule with an address matches only when the
  * address is given and inside it.
  */
-export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, packet: Packet): Decision {
+export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, packet: Packet, sets: SetMembers = NO_SETS): Decision {
   const { instances, unevaluated } = instantiateTree(root, filters);
   const family = packet.family ?? 4;
   const chain: Chain = packet.direction === 'in' ? 'FO' : packet.remoteIsHost ? 'HI' : 'FI';
@@ -326,7 +338,7 @@ export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, p
     remoteAddress: packet.remote ?? UNKNOWN_ADDRESS[family],
   };
   const kp: KernelPacket = { ...initiatorPacket(query, 'NEW'), chain, family };
-  const d = evaluateChain(instances, kp);
+  const d = evaluateChain(instances, kp, sets);
   return {
     verdict: d.verdict,
     ...(d.instance ? { rule: d.instance.rule, instance: d.instance, filter: d.instance.filter } : {}),

@@ -1,4 +1,5 @@
-import type { DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
+import type { AddressGroup, DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
+import { groupEntry } from './groups.js';
 import { compileDepartment, compileGlobal, compileVm, type CompiledFilter, type DepartmentResult, type VmContext, type VmResult } from './compile.js';
 import { renderFilterXml } from './render.js';
 import type { ServiceEntry } from './resolve.js';
@@ -21,7 +22,12 @@ export class PolicyIndex {
    * effective services) dominated its heap.
    */
   constructor(
-    private readonly source: { services: () => readonly ServicePolicy[]; departments: () => readonly DepartmentPolicy[] },
+    private readonly source: {
+      services: () => readonly ServicePolicy[];
+      departments: () => readonly DepartmentPolicy[];
+      /** AddressGroups, the controller's peer groups included (their members live in status.peerAddresses). */
+      addressGroups?: () => readonly AddressGroup[];
+    },
     private readonly options: { cacheVms?: boolean } = {},
   ) {}
 
@@ -34,13 +40,14 @@ export class PolicyIndex {
     if (this.ctx) return this.ctx;
     const services = new Map<string, ServiceEntry>(this.source.services().map((s) => [s.metadata.name, { name: s.metadata.name, spec: s.spec }]));
     const global = compileGlobal([...services.values()]);
+    const groups = new Map((this.source.addressGroups?.() ?? []).map((g) => [g.metadata.name, groupEntry(g)]));
     const departments = new Map<string, DepartmentResult>();
     const departmentSpecs = new Map<string, DepartmentPolicy['spec']>();
     for (const d of this.source.departments()) {
-      departments.set(d.metadata.name, compileDepartment(d.metadata.name, d.spec, services));
+      departments.set(d.metadata.name, compileDepartment(d.metadata.name, d.spec, services, {}, groups));
       departmentSpecs.set(d.metadata.name, d.spec);
     }
-    this.ctx = { services, departments, departmentSpecs, global: { filter: global, xml: renderFilterXml(global) } };
+    this.ctx = { services, departments, departmentSpecs, global: { filter: global, xml: renderFilterXml(global) }, groups };
     return this.ctx;
   }
 

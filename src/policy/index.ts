@@ -11,4 +11,8 @@ export * from './index-cache.js';
 export * from './canonical.js';
 export * from './instantiate.js';
 export * from './optimize.js';
+export { canonicalAddress, cidrText, familyOfAddress, formatIpv6, parseCidr } from './ip.js';
 export * from './quarantine.js';
+export * from './conntrack.js';
+export * from './peers.js';
+export * from './groups.js';

@@ -37,6 +37,12 @@ export interface RuleInstance {
   sport?: PortRange;
   dport?: PortRange;
   icmpType?: number;
+  icmpCode?: number;
+  /**
+   * `-m set --match-set <name> <dir>`: libvirt swaps the flag in the swapped copy, as it swaps
+   * addresses (printDataTypeDirection in nwfilter_ebiptables_driver.c).
+   */
+  set?: { name: string; dir: 'src' | 'dst' };
   /** conntrack states matched (`-m conntrack --ctstate`), none when absent. */
   ctstate?: CtState[];
   /** conntrack direction matched (`--ctdir`), none when absent. */
@@ -83,11 +89,12 @@ export function flatten(root: string, filters: ReadonlyMap<string, NwFilter>): {
 }
 
 export function familyOf(rule: NwRule): Family {
-  return rule.protocol === 'all-ipv6' || rule.protocol === 'icmpv6' ? 6 : 4;
+  return rule.protocol === 'icmpv6' || rule.protocol.endsWith('-ipv6') ? 6 : 4;
 }
 
+/** `tcp-ipv6` is `-p tcp` in ip6tables, `all-ipv6` is `-p all`. */
 function instanceProtocol(rule: NwRule): InstanceProtocol {
-  return rule.protocol === 'all-ipv6' ? 'all' : rule.protocol;
+  return rule.protocol.endsWith('-ipv6') ? (rule.protocol.slice(0, -'-ipv6'.length) as InstanceProtocol) : (rule.protocol as InstanceProtocol);
 }
 
 interface Placement {
@@ -164,6 +171,8 @@ function instanceOf(rule: NwRule, filter: string, p: Placement): RuleInstance | 
     else inst.dport = ports;
   }
   if (hasIcmpType) inst.icmpType = rule.icmpType!;
+  if (hasIcmpType && rule.icmpCode !== undefined) inst.icmpCode = rule.icmpCode;
+  if (rule.set) inst.set = { name: rule.set.name, dir: p.swapped ? (rule.set.flags === 'src' ? 'dst' : 'src') : rule.set.flags };
   if (match) inst.ctstate = [...match];
   // --ctdir comes with the implicit match of a directional rule, never with ICMP types.
   // (libvirt probes the netfilter "corrected" --ctdir meaning; every kernel since 2.6.39 has it.)
@@ -211,9 +220,14 @@ export function iptablesText(inst: RuleInstance, port = '<port>'): string {
     if (inst.sport) parts.push(`--sport ${rangeText(inst.sport)}`);
     if (inst.dport) parts.push(`--dport ${rangeText(inst.dport)}`);
   }
-  if (inst.icmpType !== undefined) parts.push(inst.protocol === 'icmpv6' ? `-m icmp6 --icmpv6-type ${inst.icmpType}` : `-m icmp --icmp-type ${inst.icmpType}`);
+  if (inst.icmpType !== undefined) {
+    const type = inst.icmpCode !== undefined ? `${inst.icmpType}/${inst.icmpCode}` : String(inst.icmpType);
+    parts.push(inst.protocol === 'icmpv6' ? `-m icmp6 --icmpv6-type ${type}` : `-m icmp --icmp-type ${type}`);
+  }
   if (inst.ctstate) parts.push(`-m conntrack --ctstate ${inst.ctstate.join(',')}`);
   if (inst.ctdir) parts.push(`${inst.ctstate ? '' : '-m conntrack '}--ctdir ${inst.ctdir}`);
+  // libvirt puts the set match after the state match (iptablesHandleIPHdrAfterStateMatch).
+  if (inst.set) parts.push(`-m set --match-set ${inst.set.name} ${inst.set.dir}`);
   parts.push(`-j ${inst.target}`);
   return parts.join(' ');
 }

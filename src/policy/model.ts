@@ -5,10 +5,27 @@ export type ServiceDirection = 'use' | 'provide';
 
 /**
  * Protocol elements of libvirt's nwfilter XML that we emit. `tcp`, `udp`, `sctp`, `icmp` and `all`
- * are IPv4 (iptables); `all-ipv6` and `icmpv6` are IPv6 (ip6tables), used by the base rules and the
- * fail-closed defaults only.
+ * are IPv4 (iptables); `tcp-ipv6`, `udp-ipv6`, `sctp-ipv6`, `icmpv6` and `all-ipv6` are IPv6
+ * (ip6tables).
  */
-export type NwProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all' | 'all-ipv6' | 'icmpv6';
+export type Ipv4Protocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all';
+export type Ipv6Protocol = 'tcp-ipv6' | 'udp-ipv6' | 'sctp-ipv6' | 'icmpv6' | 'all-ipv6';
+export type NwProtocol = Ipv4Protocol | Ipv6Protocol;
+
+/**
+ * A rule's match on a kernel IP set (libvirt's `ipset` and `ipsetflags` attributes: `-m set
+ * --match-set <name> src|dst`). The set holds the addresses of an AddressGroup (or of the VMs a
+ * peer selector picks) in one family; the agent keeps its members, so a membership change
+ * touches no libvirt filter (docs/address-groups.md).
+ */
+export interface SetMatch {
+  /** Kernel set name (at most 31 characters). */
+  name: string;
+  /** Which address of the packet, in the rule's own direction, must be in the set. */
+  flags: 'src' | 'dst';
+  /** The AddressGroup the set mirrors. */
+  group: string;
+}
 
 export interface Cidr {
   address: string;
@@ -34,6 +51,9 @@ export type RuleOrigin =
   /** Rules every VM chain starts with: related ICMP errors, IPv6 neighbour discovery. */
   | { kind: 'base'; level: Level; owner: string; what: 'related' | 'neighbor-discovery' };
 
+/** The members of the kernel IP sets rules refer to, by set name: what `explain` needs to evaluate them. */
+export type SetMembers = ReadonlyMap<string, readonly Cidr[]>;
+
 /**
  * One rule of a libvirt filter, in libvirt's terms (attribute names follow the XML). How libvirt
  * turns it into iptables rules is modelled in instantiate.ts and documented in docs/priorities.md.
@@ -53,6 +73,10 @@ export interface NwRule {
   noStateMatch?: true;
   /** ICMP / ICMPv6 type. */
   icmpType?: number;
+  /** ICMP / ICMPv6 code (only with a type). */
+  icmpCode?: number;
+  /** Source or destination address in a kernel IP set. */
+  set?: SetMatch;
   comment: string;
   origin: RuleOrigin;
 }
@@ -70,7 +94,7 @@ export interface NwFilter {
 export type Severity = 'error' | 'warning';
 
 export interface ResourceRef {
-  kind: 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter';
+  kind: 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter' | 'AddressGroup';
   name: string;
 }
 

@@ -34,6 +34,25 @@ export function vmFilterOfName(filter: string): string | undefined {
   return filter.slice('nwf-vm-'.length);
 }
 
+/** Prefix of every kernel IP set the agent manages (`nwf4-...`, `nwf6-...`). */
+export const SET_PREFIX = 'nwf';
+/** The kernel's IPSET_MAXNAMELEN is 32 with the terminating NUL; libvirt's schema allows 31 characters. */
+const MAX_SET_NAME = 31;
+
+/**
+ * The kernel IP set of one family of an AddressGroup: `nwf4-<group>` / `nwf6-<group>` while that
+ * fits in 31 characters, else the group name's start and 64 bits of a SHA-256 of the full name.
+ * Object names are [a-z0-9.-], all characters libvirt's ipset name pattern allows.
+ */
+export function addressSetName(group: string, family: 4 | 6): string {
+  const full = `${SET_PREFIX}${family}-${group}`;
+  if (full.length <= MAX_SET_NAME) return full;
+  const digest = sha256Hex(group).slice(0, 16);
+  return `${full.slice(0, MAX_SET_NAME - digest.length - 1)}-${digest}`;
+}
+
+export const isManagedSetName = (name: string): boolean => /^nwf[46]-/.test(name);
+
 export function isManagedFilterName(name: string): boolean {
   return name.startsWith(FILTER_PREFIX);
 }

@@ -1,4 +1,4 @@
-import { cidrContains } from './evaluate.js';
+import { cidrContains } from './ip.js';
 import { instantiate, type RuleInstance } from './instantiate.js';
 import type { Cidr, NwFilter, NwRule } from './model.js';
 import { clampComment } from './rules.js';
@@ -56,8 +56,12 @@ export function instanceCovers(a: RuleInstance, b: RuleInstance): boolean {
   if (!cidrCovers(a.source, b.source) || !cidrCovers(a.destination, b.destination)) return false;
   if (!rangeCovers(a.sport, b.sport) || !rangeCovers(a.dport, b.dport)) return false;
   if (a.icmpType !== undefined && a.icmpType !== b.icmpType) return false;
+  if (a.icmpCode !== undefined && a.icmpCode !== b.icmpCode) return false;
   if (a.ctstate && !(b.ctstate && b.ctstate.every((s) => a.ctstate!.includes(s)))) return false;
   if (a.ctdir && a.ctdir !== b.ctdir) return false;
+  // A set's members change at run time without a redefinition: only the same set, matched on the
+  // same address, covers a set match whatever its members are.
+  if (a.set && !(b.set && b.set.name === a.set.name && b.set.dir === a.set.dir)) return false;
   return true;
 }
 
@@ -66,7 +70,7 @@ const instancesOf = (rule: NwRule, filter: string): RuleInstance[] => instantiat
 /** Everything but the port range: rules equal in this may merge their ranges. */
 function mergeKey(r: NwRule): string | undefined {
   if (r.dstPortStart === undefined || r.icmpType !== undefined) return undefined;
-  return JSON.stringify([r.priority, r.action, r.direction, r.protocol, r.src, r.dst, r.state ?? null, r.noStateMatch ?? false]);
+  return JSON.stringify([r.priority, r.action, r.direction, r.protocol, r.src, r.dst, r.set ?? null, r.state ?? null, r.noStateMatch ?? false]);
 }
 
 function joinComments(a: string, b: string): string {

@@ -28,7 +28,12 @@ function protocolAttributes(rule: NwRule): Record<string, string | number> {
     attrs['@_dstportend'] = rule.dstPortEnd ?? rule.dstPortStart;
   }
   if (rule.icmpType !== undefined) attrs['@_type'] = rule.icmpType;
+  if (rule.icmpCode !== undefined) attrs['@_code'] = rule.icmpCode;
   if (rule.state) attrs['@_state'] = rule.state.join(',');
+  if (rule.set) {
+    attrs['@_ipset'] = rule.set.name;
+    attrs['@_ipsetflags'] = rule.set.flags;
+  }
   attrs['@_comment'] = rule.comment;
   return attrs;
 }

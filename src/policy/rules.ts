@@ -1,5 +1,10 @@
-import type { CustomRule, RuleAction, ServicePolicySpec } from '../api/index.js';
-import type { Cidr, Level, NwRule, RuleOrigin, ServiceDirection } from './model.js';
+import { icmpTypeNumber, type CustomRule, type IcmpMatch, type IpFamily, type RuleAction, type ServicePolicySpec } from '../api/index.js';
+import { ICMP_REQUESTS } from './conntrack.js';
+import type { Family } from './instantiate.js';
+import { familyOfAddress, parseCidr } from './ip.js';
+import type { Cidr, Level, NwProtocol, NwRule, RuleOrigin, ServiceDirection } from './model.js';
+import { addressSetName } from './names.js';
+import { peerGroupName } from './peers.js';
 
 /**
  * libvirt keeps at most 256 bytes of a comment: measured on libvirt 9.0, a longer comment is cut at
@@ -40,11 +45,6 @@ export function clampComment(text: string): string {
   return out + ELLIPSIS;
 }
 
-export function parseCidr(text: string): Cidr {
-  const [address, prefix] = text.split('/');
-  return { address: address!, prefix: prefix === undefined ? 32 : Number(prefix) };
-}
-
 /**
  * The direction of the connection a service port opens. A server-side port is connected to by
  * clients: using the service opens it outbound, providing it inbound. A client-side port (DHCP's 68)
@@ -69,10 +69,97 @@ function connectionMatch(action: RuleAction): Pick<NwRule, 'state'> {
   return action === 'accept' ? {} : { state: ['NEW'] };
 }
 
+const ELEMENTS: Record<'tcp' | 'udp' | 'sctp' | 'icmp' | 'all', Record<Family, NwProtocol>> = {
+  tcp: { 4: 'tcp', 6: 'tcp-ipv6' },
+  udp: { 4: 'udp', 6: 'udp-ipv6' },
+  sctp: { 4: 'sctp', 6: 'sctp-ipv6' },
+  icmp: { 4: 'icmp', 6: 'icmpv6' },
+  all: { 4: 'all', 6: 'all-ipv6' },
+};
+
+const FAMILY_NUMBER: Record<IpFamily, Family> = { ipv4: 4, ipv6: 6 };
+
+/** A rule of ours before it becomes libvirt rules: one direction, one port range, any families. */
+interface RuleShape {
+  action: RuleAction;
+  direction: 'in' | 'out';
+  protocol: 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all';
+  families: readonly Family[];
+  range?: { dstPortStart: number; dstPortEnd: number } | undefined;
+  icmp?: IcmpMatch | undefined;
+  src?: Cidr | undefined;
+  dst?: Cidr | undefined;
+  /** An AddressGroup matched through its kernel set, by the packet's source or destination. */
+  group?: { name: string; flags: 'src' | 'dst' } | undefined;
+  priority: number;
+  comment: string;
+  origin: RuleOrigin;
+}
+
+const opposite = (d: 'in' | 'out'): 'in' | 'out' => (d === 'in' ? 'out' : 'in');
+const swapFlags = (f: 'src' | 'dst'): 'src' | 'dst' => (f === 'src' ? 'dst' : 'src');
+
 /**
- * The rules that allow or deny one direction of one service: one rule per port entry, ranges kept
- * whole (the reference system dropped entries that had no single port, such as FTP passive).
- * `use` is the VM as client, `provide` the VM as server; see connectionDirection for port sides.
+ * The libvirt rules of one shape, per family:
+ * - without an ICMP type, as connectionMatch says;
+ * - an ICMP request type (echo, timestamp: conntrack starts a connection with it) like a connection;
+ *   but libvirt instantiates a rule with an ICMP type in its own direction only, with no rule for
+ *   the replies, so an accept gets a companion: the reply type in the other direction, ESTABLISHED
+ *   only (replies to requests that were let through, nothing else);
+ * - any other ICMP type (errors, router and neighbour discovery) is no connection: conntrack calls
+ *   it UNTRACKED or INVALID, which `--ctstate NEW,ESTABLISHED` never matches, so the rule matches
+ *   it with no state at all (statematch='false'), in its own direction.
+ * A type that does not exist in a family (neighbour solicitation in IPv4) gives no rule there.
+ */
+function shapeRules(shape: RuleShape): NwRule[] {
+  const out: NwRule[] = [];
+  for (const family of shape.families) {
+    const icmpType = shape.icmp ? icmpTypeNumber(shape.icmp, family) : undefined;
+    if (shape.icmp && icmpType === undefined) continue;
+    const setFor = (flags: 'src' | 'dst') =>
+      shape.group ? { set: { name: addressSetName(shape.group.name, family), flags, group: shape.group.name } } : {};
+    const rule: NwRule = {
+      action: shape.action,
+      direction: shape.direction,
+      priority: shape.priority,
+      protocol: ELEMENTS[shape.protocol][family],
+      ...(shape.range ?? {}),
+      ...(shape.src ? { src: shape.src } : {}),
+      ...(shape.dst ? { dst: shape.dst } : {}),
+      ...(shape.group ? setFor(shape.group.flags) : {}),
+      ...(icmpType !== undefined ? { icmpType } : {}),
+      ...(icmpType !== undefined && shape.icmp?.code !== undefined ? { icmpCode: shape.icmp.code } : {}),
+      comment: shape.comment,
+      origin: shape.origin,
+    };
+    const reply = icmpType !== undefined ? ICMP_REQUESTS[family].get(icmpType) : undefined;
+    if (icmpType === undefined || reply !== undefined) {
+      out.push({ ...rule, ...connectionMatch(shape.action) });
+      if (reply !== undefined && shape.action === 'accept') {
+        const { icmpCode: _code, ...request } = rule;
+        out.push({
+          ...request,
+          direction: opposite(shape.direction),
+          icmpType: reply,
+          ...(shape.dst ? { src: shape.dst } : { src: undefined }),
+          ...(shape.src ? { dst: shape.src } : { dst: undefined }),
+          ...(shape.group ? setFor(swapFlags(shape.group.flags)) : {}),
+          state: ['ESTABLISHED'],
+        });
+      }
+    } else {
+      out.push({ ...rule, noStateMatch: true });
+    }
+  }
+  // `src: undefined` above keeps the spread from copying the request's address; drop the keys.
+  return out.map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as unknown as NwRule);
+}
+
+/**
+ * The rules that allow or deny one direction of one service: one rule per port entry and family,
+ * ranges kept whole (the reference system dropped entries that had no single port, such as FTP
+ * passive). `use` is the VM as client, `provide` the VM as server; see connectionDirection for port
+ * sides. A port entry applies to both IP families unless it names one.
  */
 export function serviceRules(
   service: { name: string; spec: ServicePolicySpec },
@@ -91,22 +178,43 @@ export function serviceRules(
   };
   const who = at.level === 'global' ? 'global' : `${at.level} ${at.owner}${at.enforced ? ' (enforced)' : ''}`;
   const action: RuleAction = decision === 'allow' ? 'accept' : 'drop';
-  return service.spec.ports.map((p) => ({
-    action,
-    direction: connectionDirection(direction, p.side ?? 'server'),
-    priority: at.priority,
-    protocol: p.protocol,
-    ...(p.port !== undefined ? { dstPortStart: p.port, dstPortEnd: p.endPort ?? p.port } : {}),
-    ...connectionMatch(action),
-    comment: clampComment(`${service.name} ${direction} ${decision} by ${who}`),
-    origin,
-  }));
+  const comment = clampComment(`${service.name} ${direction} ${decision} by ${who}`);
+  return service.spec.ports.flatMap((p) =>
+    shapeRules({
+      action,
+      direction: connectionDirection(direction, p.side ?? 'server'),
+      protocol: p.protocol,
+      families: p.family ? [FAMILY_NUMBER[p.family]] : [4, 6],
+      range: p.port !== undefined ? { dstPortStart: p.port, dstPortEnd: p.endPort ?? p.port } : undefined,
+      icmp: p.icmp,
+      priority: at.priority,
+      comment,
+      origin,
+    }),
+  );
+}
+
+/** The families a custom rule applies to: its own, else its address's, else both. */
+function ruleFamilies(rule: CustomRule): Family[] {
+  if (rule.family) return [FAMILY_NUMBER[rule.family]];
+  const address = rule.source ?? rule.destination;
+  if (address !== undefined) return [familyOfAddress(address)];
+  return [4, 6];
+}
+
+/** The AddressGroup a rule matches through a kernel set: a named group, or the group of a peer selector. */
+export function ruleGroup(rule: CustomRule): { name: string; flags: 'src' | 'dst' } | undefined {
+  if (rule.sourceGroup) return { name: rule.sourceGroup, flags: 'src' };
+  if (rule.destinationGroup) return { name: rule.destinationGroup, flags: 'dst' };
+  if (rule.sourcePeers) return { name: peerGroupName(rule.sourcePeers), flags: 'src' };
+  if (rule.destinationPeers) return { name: peerGroupName(rule.destinationPeers), flags: 'dst' };
+  return undefined;
 }
 
 /**
- * The libvirt rules of one custom rule: one per port range, and `inout` as one `in` and one `out`
- * rule. libvirt itself reads `inout` with ports as the VM's own port in both chains, with no
- * connection tracking; our documented meaning is "connections in either direction".
+ * The libvirt rules of one custom rule: one per port range and family, and `inout` as one `in` and
+ * one `out` rule. libvirt itself reads `inout` with ports as the VM's own port in both chains, with
+ * no connection tracking; our documented meaning is "connections in either direction".
  * `priority` is the rule's libvirt priority, unique per custom rule (compile.ts ranks them).
  */
 export function customRules(
@@ -118,19 +226,14 @@ export function customRules(
   const directions: ('in' | 'out')[] = rule.direction === 'inout' ? ['in', 'out'] : [rule.direction];
   const ranges: ({ dstPortStart: number; dstPortEnd: number } | undefined)[] =
     rule.ports && rule.ports.length > 0 ? rule.ports.map((p) => ({ dstPortStart: p.port, dstPortEnd: p.endPort ?? p.port })) : [undefined];
+  const families = ruleFamilies(rule);
+  const src = rule.source !== undefined ? parseCidr(rule.source) : undefined;
+  const dst = rule.destination !== undefined ? parseCidr(rule.destination) : undefined;
+  const group = ruleGroup(rule);
   return directions.flatMap((direction) =>
-    ranges.map((range) => ({
-      action: rule.action,
-      direction,
-      priority: at.priority,
-      protocol: rule.protocol,
-      ...(range ?? {}),
-      ...(rule.source !== undefined ? { src: parseCidr(rule.source) } : {}),
-      ...(rule.destination !== undefined ? { dst: parseCidr(rule.destination) } : {}),
-      ...connectionMatch(rule.action),
-      comment,
-      origin,
-    })),
+    ranges.flatMap((range) =>
+      shapeRules({ action: rule.action, direction, protocol: rule.protocol, families, range, icmp: rule.icmp, src, dst, group, priority: at.priority, comment, origin }),
+    ),
   );
 }
 
@@ -163,20 +266,18 @@ export const ND_TYPES = [135, 136] as const;
  *   carry no state match; libvirt instantiates an ICMP rule with a type in its own direction only.
  */
 export function baseRules(at: { level: Level; owner: string; priority: number }): NwRule[] {
-  // IPv4 only: libvirt's RNG schema has no `state` on IPv6 protocol elements (its parser and
-  // driver accept one: measured), so a validated define refuses it. No IPv6 connection can be
-  // allowed yet, so no IPv6 packet can be RELATED to an allowed one.
-  const related: NwRule[] = [
-    {
-      action: 'accept',
-      direction: 'inout',
-      priority: at.priority,
-      protocol: 'all',
-      state: ['RELATED'],
-      comment: clampComment(`ICMP errors of allowed connections (${at.level} ${at.owner})`),
-      origin: { kind: 'base', level: at.level, owner: at.owner, what: 'related' },
-    },
-  ];
+  // Both families. libvirt's RNG schema has no `state` on IPv6 protocol elements, but its parser
+  // and driver handle it (measured on 9.0): the libvirt client defines such filters without the
+  // schema check and reads them back (docs/libvirt-client.md).
+  const related: NwRule[] = (['all', 'all-ipv6'] as const).map((protocol) => ({
+    action: 'accept',
+    direction: 'inout',
+    priority: at.priority,
+    protocol,
+    state: ['RELATED'],
+    comment: clampComment(`ICMP errors of allowed connections (${at.level} ${at.owner})`),
+    origin: { kind: 'base', level: at.level, owner: at.owner, what: 'related' },
+  }));
   const nd: NwRule[] = ND_TYPES.flatMap((icmpType) =>
     (['in', 'out'] as const).map((direction) => ({
       action: 'accept' as const,

@@ -1,6 +1,7 @@
 import { PRIORITY_MAX, PRIORITY_MIN } from './bands.js';
 import type { NwFilter, NwRule } from './model.js';
 import { isXmlText } from '../api/common.js';
+import { isIpv6 } from './ip.js';
 import { MAX_LIBVIRT_COMMENT } from './rules.js';
 
 export const RULE_WARNING_THRESHOLD = 50;
@@ -8,9 +9,12 @@ export const DEPTH_WARNING_THRESHOLD = 3;
 
 const ACTIONS = new Set(['accept', 'drop', 'reject']);
 const DIRECTIONS = new Set(['in', 'out', 'inout']);
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all', 'all-ipv6', 'icmpv6']);
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'icmp', 'all', 'tcp-ipv6', 'udp-ipv6', 'sctp-ipv6', 'icmpv6', 'all-ipv6']);
 const ICMP_PROTOCOLS = new Set(['icmp', 'icmpv6']);
-const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
+const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'tcp-ipv6', 'udp-ipv6', 'sctp-ipv6']);
+const IPV6_PROTOCOLS = new Set(['tcp-ipv6', 'udp-ipv6', 'sctp-ipv6', 'icmpv6', 'all-ipv6']);
+/** libvirt's ipset-name-type (nwfilter.rng). */
+const SET_NAME = /^[a-zA-Z0-9_.:\-+ ]{1,31}$/;
 const STATES = new Set(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']);
 
 export interface FilterIssue {
@@ -42,10 +46,19 @@ export function ruleProblems(rule: NwRule): string[] {
       out.push(`port range ${rule.dstPortStart}-${rule.dstPortEnd} is inverted`);
     }
   }
+  const v6 = IPV6_PROTOCOLS.has(rule.protocol);
+  const maxPrefix = v6 ? 128 : 32;
   for (const cidr of [rule.src, rule.dst]) {
-    if (cidr && (!Number.isInteger(cidr.prefix) || cidr.prefix < 0 || cidr.prefix > 32)) {
-      out.push(`prefix length ${cidr.prefix} outside 0..32`);
-    }
+    if (!cidr) continue;
+    if (isIpv6(cidr.address) !== v6) out.push(`address ${cidr.address} is not of the family of protocol ${rule.protocol}`);
+    if (!Number.isInteger(cidr.prefix) || cidr.prefix < 0 || cidr.prefix > maxPrefix) out.push(`prefix length ${cidr.prefix} outside 0..${maxPrefix}`);
+  }
+  if (rule.set) {
+    if (!SET_NAME.test(rule.set.name)) out.push(`IP set name "${rule.set.name}" is not one libvirt accepts (1-31 of [a-zA-Z0-9_.:-+ ])`);
+    if (rule.set.flags !== 'src' && rule.set.flags !== 'dst') out.push(`IP set flags "${String(rule.set.flags)}" must be src or dst`);
+  }
+  if (rule.icmpCode !== undefined && (rule.icmpType === undefined || !Number.isInteger(rule.icmpCode) || rule.icmpCode < 0 || rule.icmpCode > 255)) {
+    out.push('an ICMP code needs an ICMP type and must be in 0..255');
   }
   for (const s of rule.state ?? []) if (!STATES.has(s)) out.push(`unknown conntrack state "${s}"`);
   if (rule.icmpType !== undefined) {

@@ -158,10 +158,14 @@ describe('nwfilter-operator explain', () => {
     const host = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 22 host');
     expect(host.stdout).toContain('sent by the host itself, no libvirt chain sees it');
     expect(host.stdout).toContain('in HI-PORT');
-    const v6 = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 22 from fd00::5', '--json');
+    // A service applies to both families: ssh is provided over IPv6 too; what nothing allows drops.
+    const v6 = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 80 from fd00::5', '--json');
     const parsed = JSON.parse(v6.stdout) as { decision: string; outcome: string; packets: { chain: string; instance: string }[] };
     expect(parsed).toMatchObject({ decision: 'drop', outcome: 'dropped' });
     expect(parsed.packets[0]).toMatchObject({ chain: 'FO', instance: '-A FO-PORT -p all -j DROP' });
+    const ssh6 = JSON.parse(cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in tcp 22 from fd00::5', '--json').stdout) as typeof parsed;
+    expect(ssh6).toMatchObject({ decision: 'accept', outcome: 'open' });
+    expect(ssh6.packets[0]).toMatchObject({ chain: 'FO', instance: '-A FO-PORT -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW,ESTABLISHED --ctdir ORIGINAL -j ACCEPT' });
     const finance = cli('explain', '-f', 'examples', '--vm', 'fin-desk-01', '--packet', 'in tcp 8080 from 192.0.2.1');
     expect(finance.stdout).toContain('outcome:  refused');
     expect(finance.stdout).toContain('REJECT is sent by the host');

@@ -2,7 +2,7 @@
 // that system's own bugs). Each would fail had we repeated the bug.
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { compilePolicy, departmentFilterName, evaluate, vmFilterName } from '../../../src/policy/index.js';
+import { compilePolicy, departmentFilterName, evaluate, vmFilterName, type NwRule } from '../../../src/policy/index.js';
 import { department, service, vm } from '../../helpers/builders.js';
 import { decide, filtersOf, okVm } from '../../helpers/decide.js';
 
@@ -46,9 +46,9 @@ describe('reference-system regressions', () => {
     // The VM's own rules name exactly the services they are about.
     const vmServices = v.filter.filter.rules.flatMap((r) => (r.origin.kind === 'service' ? [r.origin.service] : []));
     expect(new Set(vmServices)).toEqual(new Set(['smtp', 'ftp']));
-    // The global filter still carries every SMTPS and FTPS rule.
+    // The global filter still carries every SMTPS and FTPS rule (one per port entry and family).
     const globalSmtps = compiled.global.filter.rules.filter((r) => r.origin.kind === 'service' && r.origin.service === 'smtps');
-    expect(globalSmtps).toHaveLength(2);
+    expect(globalSmtps.map((r) => r.protocol)).toEqual(['tcp', 'tcp-ipv6', 'tcp', 'tcp-ipv6']);
   });
 
   it('a VM can block what its department allows (an explicit drop, not a missing accept)', () => {
@@ -123,7 +123,8 @@ describe('reference-system regressions', () => {
       vms: [vm('v', { rules: [{ action: 'drop', direction: 'in', protocol: 'tcp', ports: [{ port: 22 }], comment: '$% cost center' }, { action: 'drop', direction: 'in', protocol: 'udp', comment: '$IP' }] })],
     });
     const comments = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom').map((r) => r.comment);
-    expect(comments).toEqual([' $% cost center', ' $IP']);
+    // Each rule applies to both families: one libvirt rule per family, the same comment.
+    expect(comments).toEqual([' $% cost center', ' $% cost center', ' $IP', ' $IP']);
   });
 
   it('custom rules of equal priority get libvirt priorities of their own, in list order (libvirt does not order ties)', () => {
@@ -133,17 +134,19 @@ describe('reference-system regressions', () => {
       departments: [department('d', { rules: [{ ...rule('drop', 10), enforced: true }, rule('accept', 10), { ...rule('accept', 10), enforced: true }, rule('drop', 5)] })],
       vms: [vm('v', { department: 'd', rules: [rule('accept', 50), rule('drop', 50), rule('accept', 0)] })],
     }, { optimize: false });
-    const v = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    // IPv4 only here; each rule has an IPv6 twin at the same priority.
+    const v4 = (r: NwRule) => r.protocol === 'tcp';
+    const v = okVm(compiled, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom' && v4(r));
     expect(v.map((r) => [r.action, r.priority])).toEqual([['accept', -700], ['accept', -699], ['drop', -698]]);
     // Optimized (optimize.ts), the second accept, identical to the first, is left out: it can never
     // match a packet. The drop stays (its instance matches NEW packets in any conntrack direction,
     // which the accept's --ctdir ORIGINAL does not cover).
     const optimized = compilePolicy({ services: [], departments: [], vms: [vm('v', { rules: [rule('accept', 50), rule('drop', 50), rule('accept', 0)] })] });
-    const vo = okVm(optimized, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    const vo = okVm(optimized, 'v').filter.filter.rules.filter((r) => r.origin.kind === 'custom' && v4(r));
     expect(vo.map((r) => [r.action, r.priority])).toEqual([['accept', -700], ['drop', -698]]);
     const d = compiled.departments.get('d');
     if (!d?.ok) throw new Error('department did not compile');
-    const dr = d.filter.filter.rules.filter((r) => r.origin.kind === 'custom');
+    const dr = d.filter.filter.rules.filter((r) => r.origin.kind === 'custom' && v4(r));
     expect(dr.map((r) => [r.action, r.priority])).toEqual([['drop', -900], ['accept', -899], ['drop', -500], ['accept', -499]]);
     // The first of two equal-priority rules decides.
     expect(decide({ services: [], departments: [], vms: [vm('w', { rules: [rule('drop', 50), rule('accept', 50)] })] }, 'w', { direction: 'in', protocol: 'tcp', port: 22 }).verdict).toBe('drop');

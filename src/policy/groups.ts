@@ -1,0 +1,82 @@
+import type { AddressGroup, VMFilter } from '../api/index.js';
+import type { Family } from './instantiate.js';
+import { familyOfAddress, parseCidr } from './ip.js';
+import type { Cidr, NwFilter, SetMembers } from './model.js';
+import { addressSetName } from './names.js';
+import { peerSelectorsOf, resolvePeers } from './peers.js';
+
+/** An AddressGroup as the compiler needs it: its name and every address it holds, both families. */
+export interface GroupEntry {
+  name: string;
+  members: Cidr[];
+}
+
+/** One kernel IP set a VM's filter tree matches: an AddressGroup's addresses of one family. */
+export interface AddressSet {
+  name: string;
+  family: Family;
+  group: string;
+  members: Cidr[];
+}
+
+/** spec.addresses, and the peers the controller resolved for spec.peers (status.peerAddresses). */
+export function groupEntry(group: Pick<AddressGroup, 'metadata' | 'spec' | 'status'>): GroupEntry {
+  const texts = [...group.spec.addresses, ...(group.spec.peers ? (group.status?.peerAddresses ?? []) : [])];
+  const seen = new Map<string, Cidr>();
+  for (const text of texts) {
+    try {
+      const c = parseCidr(text);
+      seen.set(`${c.address}/${c.prefix}`, c);
+    } catch {
+      // status.peerAddresses is written by the controller from validated VMFilters; anything else is skipped.
+    }
+  }
+  return { name: group.metadata.name, members: [...seen.values()] };
+}
+
+/**
+ * The groups of a whole input: its AddressGroups, and one group per peer selector that the input's
+ * rules use, resolved from the input's VMFilters (what the controller does in a cluster; the CLI and
+ * tests see every VM, so they resolve the same way here).
+ */
+export function groupsOfInput(input: {
+  addressGroups?: readonly AddressGroup[] | undefined;
+  departments: readonly { spec: { rules: readonly object[] } }[];
+  vms: readonly VMFilter[];
+}): Map<string, GroupEntry> {
+  const groups = new Map<string, GroupEntry>((input.addressGroups ?? []).map((g) => [g.metadata.name, groupEntry(g)]));
+  const selectors = peerSelectorsOf([...input.departments.map((d) => d.spec.rules), ...input.vms.map((v) => v.spec.rules)]);
+  for (const [name, selector] of selectors) {
+    const { addresses } = resolvePeers(selector, input.vms);
+    groups.set(name, { name, members: addresses.map(parseCidr) });
+  }
+  return groups;
+}
+
+/** The sets the rules of these filters match, with their members from `groups` (a missing group is empty). */
+export function setsOfFilters(filters: readonly NwFilter[], groups: ReadonlyMap<string, GroupEntry>): AddressSet[] {
+  const out = new Map<string, AddressSet>();
+  for (const f of filters) {
+    for (const r of f.rules) {
+      if (!r.set || out.has(r.set.name)) continue;
+      const family: Family = r.protocol === 'icmpv6' || r.protocol.endsWith('-ipv6') ? 6 : 4;
+      const members = (groups.get(r.set.group)?.members ?? []).filter((c) => familyOfAddress(c.address) === family);
+      out.set(r.set.name, { name: r.set.name, family, group: r.set.group, members });
+    }
+  }
+  return [...out.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** The sets of one group that exist in the kernel when any filter uses the group. */
+export function setsOfGroup(group: GroupEntry): AddressSet[] {
+  return ([4, 6] as const).map((family) => ({
+    name: addressSetName(group.name, family),
+    family,
+    group: group.name,
+    members: group.members.filter((c) => familyOfAddress(c.address) === family),
+  }));
+}
+
+export function setMembersOf(sets: readonly AddressSet[]): SetMembers {
+  return new Map(sets.map((s) => [s.name, s.members]));
+}
