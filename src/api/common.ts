@@ -253,6 +253,33 @@ const oneAddressSet: CelRule<RuleFields> = {
   holds: (v) => present(v, 'sourceGroup', 'destinationGroup', 'sourcePeers', 'destinationPeers') <= 1,
 };
 
+/** ICMP messages conntrack tracks as requests (the only ICMP a group rule can match: its set carries the type). */
+const ICMP_REQUEST_NAMES = ['echo-request', 'timestamp-request'];
+const ICMP_REQUEST_TYPES = [8, 13, 15, 17, 128, 139];
+
+/**
+ * libvirt (9.0) keeps a rule's kernel IP set only on protocol `all`, so a group rule is an `all`
+ * rule whose set also carries the ports (or the ICMP type): it can say protocol all, or name ports,
+ * or an ICMP request type; not "every port of tcp" (65,536 set entries per address).
+ */
+const groupRuleMatchable: CelRule<RuleFields> = {
+  rule:
+    `${count('sourceGroup', 'destinationGroup', 'sourcePeers', 'destinationPeers')} == 0 || self.protocol == 'all' || ` +
+    "(self.protocol in ['tcp', 'udp', 'sctp'] && has(self.ports) && size(self.ports) > 0) || " +
+    `(self.protocol == 'icmp' && has(self.icmp) && ((has(self.icmp.name) && self.icmp.name in ${JSON.stringify(ICMP_REQUEST_NAMES).replace(/"/g, "'")}) || ` +
+    `(has(self.icmp.type) && self.icmp.type in ${JSON.stringify(ICMP_REQUEST_TYPES)})))`,
+  message:
+    'a rule with an address group or peer selector needs protocol all, ports (tcp, udp, sctp) or an ICMP request type (echo-request): ' +
+    'libvirt matches an IP set only on protocol all, so the set carries the ports',
+  path: ['protocol'],
+  holds: (v) => {
+    if (present(v, 'sourceGroup', 'destinationGroup', 'sourcePeers', 'destinationPeers') === 0 || v.protocol === 'all') return true;
+    if (['tcp', 'udp', 'sctp'].includes(v.protocol)) return Array.isArray(v.ports) && v.ports.length > 0;
+    const icmp = v.icmp as { name?: string; type?: number } | undefined;
+    return v.protocol === 'icmp' && !!icmp && (ICMP_REQUEST_NAMES.includes(icmp.name ?? '') || ICMP_REQUEST_TYPES.includes(icmp.type ?? -1));
+  },
+};
+
 const customRuleChecks: CelRule<RuleFields>[] = [
   portsOnlyWithPortProtocols,
   noConnState,
@@ -264,6 +291,7 @@ const customRuleChecks: CelRule<RuleFields>[] = [
   oneSourceKind,
   oneDestinationKind,
   oneAddressSet,
+  groupRuleMatchable,
 ];
 
 /** A hand-written rule. The compiler places it in its level's priority band (docs/priorities.md). */

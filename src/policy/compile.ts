@@ -11,7 +11,7 @@ import type {
 } from '../api/index.js';
 import { BANDS } from './bands.js';
 import type { Diagnostic, NwFilter, NwRule, ResourceRef } from './model.js';
-import { groupsOfInput, setsOfFilters, type AddressSet, type GroupEntry } from './groups.js';
+import { MAX_SET_ENTRIES, groupsOfInput, setSize, setsOfFilters, type AddressSet, type GroupEntry } from './groups.js';
 import { GLOBAL_FILTER, departmentFilterName, filterUuid, sha256Hex, vmFilterName } from './names.js';
 import { describeSelector } from './peers.js';
 import { canonicalAddress } from './ip.js';
@@ -290,6 +290,18 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
   for (const issue of validateTree(filter.name, all, LIBVIRT_FILTERS)) {
     diagnostics.push({ severity: issue.severity, resource, reason: issue.reason, message: issue.message });
   }
+  const sets = setsOfFilters(treeFilters.map((f) => f.filter), ctx.groups ?? NO_GROUPS);
+  for (const set of sets) {
+    const size = setSize(set);
+    if (size > MAX_SET_ENTRIES) {
+      diagnostics.push({
+        severity: 'error',
+        resource,
+        reason: 'AddressSetTooLarge',
+        message: `AddressGroup "${set.group}" with the ports of a rule needs ${size} kernel set entries (at most ${MAX_SET_ENTRIES}): fewer addresses or a narrower port range`,
+      });
+    }
+  }
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, name, diagnostics };
   return {
     ok: true,
@@ -301,7 +313,7 @@ export function compileVm(name: string, spec: VMFilterSpec, ctx: VmContext): VmR
     ruleCount: treeFilters.reduce((n, f) => n + f.filter.rules.length, 0),
     hash: 'sha256:' + sha256Hex(treeFilters.map((f) => f.xml).join('\n')),
     binding: { filter: filter.name, parameters: bindingParameters(spec.parameters) },
-    sets: setsOfFilters(treeFilters.map((f) => f.filter), ctx.groups ?? NO_GROUPS),
+    sets,
     spec,
     diagnostics,
   };

@@ -59,10 +59,22 @@ const inRange = (value: number | undefined, range: { start: number; end: number 
 
 const NO_SETS: SetMembers = new Map();
 
-/** `-m set --match-set`: the packet's source or destination address is in the set (a missing set is empty). */
+/**
+ * `-m set --match-set <name> <flags>`: the packet's source or destination address is in the set
+ * (a missing set is empty) and, for a `hash:net,port` set, its port on the side of the second flag
+ * (of the entry's protocol) or its ICMP type and code is one of the set's.
+ */
 function inSet(set: NonNullable<RuleInstance['set']>, p: KernelPacket, sets: SetMembers): boolean {
-  const address = set.dir === 'src' ? p.src : p.dst;
-  return (sets.get(set.name) ?? []).some((c) => cidrContains(c, address));
+  const [addressSide, portSide] = set.dir.split(',');
+  const address = addressSide === 'src' ? p.src : p.dst;
+  if (!(sets.get(set.name) ?? []).some((c) => cidrContains(c, address))) return false;
+  if (!set.ports) return true;
+  const port = portSide === 'src' ? p.sport : p.dport;
+  return set.ports.some((sp) => {
+    if (p.protocol !== sp.protocol) return false;
+    if ('type' in sp) return p.icmpType === sp.type && (p.icmpCode ?? 0) === sp.code;
+    return port !== undefined && port >= sp.start && port <= sp.end;
+  });
 }
 
 /** netfilter's match of one instance: every condition the instance has must hold. */

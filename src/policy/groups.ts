@@ -1,9 +1,9 @@
 import type { AddressGroup, VMFilter } from '../api/index.js';
 import type { Family } from './instantiate.js';
-import { familyOfAddress, parseCidr } from './ip.js';
-import type { Cidr, NwFilter, SetMembers } from './model.js';
-import { addressSetName } from './names.js';
+import { cidrText, familyOfAddress, isIpv6, parseCidr } from './ip.js';
+import type { Cidr, NwFilter, SetMembers, SetPort } from './model.js';
 import { peerSelectorsOf, resolvePeers } from './peers.js';
+import { setPortText } from './rules.js';
 
 /** An AddressGroup as the compiler needs it: its name and every address it holds, both families. */
 export interface GroupEntry {
@@ -11,13 +11,21 @@ export interface GroupEntry {
   members: Cidr[];
 }
 
-/** One kernel IP set a VM's filter tree matches: an AddressGroup's addresses of one family. */
+/**
+ * One kernel IP set a VM's filter tree matches: an AddressGroup's addresses of one family
+ * (`hash:net`), or those addresses paired with a rule's ports (`hash:net,port`).
+ */
 export interface AddressSet {
   name: string;
   family: Family;
+  type: 'hash:net' | 'hash:net,port';
   group: string;
   members: Cidr[];
+  ports?: SetPort[];
 }
+
+/** The kernel's default maxelem; a set that would need more entries is refused at compile time. */
+export const MAX_SET_ENTRIES = 65536;
 
 /** spec.addresses, and the peers the controller resolved for spec.peers (status.peerAddresses). */
 export function groupEntry(group: Pick<AddressGroup, 'metadata' | 'spec' | 'status'>): GroupEntry {
@@ -61,20 +69,40 @@ export function setsOfFilters(filters: readonly NwFilter[], groups: ReadonlyMap<
       if (!r.set || out.has(r.set.name)) continue;
       const family: Family = r.protocol === 'icmpv6' || r.protocol.endsWith('-ipv6') ? 6 : 4;
       const members = (groups.get(r.set.group)?.members ?? []).filter((c) => familyOfAddress(c.address) === family);
-      out.set(r.set.name, { name: r.set.name, family, group: r.set.group, members });
+      out.set(r.set.name, {
+        name: r.set.name,
+        family,
+        type: r.set.ports ? 'hash:net,port' : 'hash:net',
+        group: r.set.group,
+        members,
+        ...(r.set.ports ? { ports: r.set.ports } : {}),
+      });
     }
   }
   return [...out.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-/** The sets of one group that exist in the kernel when any filter uses the group. */
-export function setsOfGroup(group: GroupEntry): AddressSet[] {
-  return ([4, 6] as const).map((family) => ({
-    name: addressSetName(group.name, family),
-    family,
-    group: group.name,
-    members: group.members.filter((c) => familyOfAddress(c.address) === family),
-  }));
+/**
+ * The `hash:net` types take no prefix length 0 ("/0 is not supported"): the whole family is its
+ * two halves.
+ */
+function netsOf(c: Cidr): string[] {
+  if (c.prefix > 0) return [cidrText(c)];
+  return isIpv6(c.address) ? ['::/1', '8000::/1'] : ['0.0.0.0/1', '128.0.0.0/1'];
+}
+
+/** The set's entries as `ipset add` takes them: `10.0.0.0/8`, or `10.0.0.0/8,tcp:22` for a port set. */
+export function setEntries(set: AddressSet): string[] {
+  const nets = set.members.flatMap(netsOf);
+  if (!set.ports) return nets;
+  return nets.flatMap((n) => set.ports!.map((p) => `${n},${setPortText(p)}`));
+}
+
+/** Entries the kernel holds for the set: ipset expands a port range into one entry per port. */
+export function setSize(set: AddressSet): number {
+  const nets = set.members.flatMap(netsOf).length;
+  if (!set.ports) return nets;
+  return nets * set.ports.reduce((n, p) => n + ('type' in p ? 1 : p.end - p.start + 1), 0);
 }
 
 export function setMembersOf(sets: readonly AddressSet[]): SetMembers {

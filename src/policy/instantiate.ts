@@ -1,4 +1,4 @@
-import type { Cidr, NwFilter, NwRule } from './model.js';
+import type { Cidr, NwFilter, NwRule, SetPort } from './model.js';
 
 /**
  * libvirt's instantiation of a filter tree into iptables / ip6tables rules, as a model.
@@ -42,7 +42,7 @@ export interface RuleInstance {
    * `-m set --match-set <name> <dir>`: libvirt swaps the flag in the swapped copy, as it swaps
    * addresses (printDataTypeDirection in nwfilter_ebiptables_driver.c).
    */
-  set?: { name: string; dir: 'src' | 'dst' };
+  set?: { name: string; dir: string; ports?: SetPort[] };
   /** conntrack states matched (`-m conntrack --ctstate`), none when absent. */
   ctstate?: CtState[];
   /** conntrack direction matched (`--ctdir`), none when absent. */
@@ -172,7 +172,10 @@ function instanceOf(rule: NwRule, filter: string, p: Placement): RuleInstance | 
   }
   if (hasIcmpType) inst.icmpType = rule.icmpType!;
   if (hasIcmpType && rule.icmpCode !== undefined) inst.icmpCode = rule.icmpCode;
-  if (rule.set) inst.set = { name: rule.set.name, dir: p.swapped ? (rule.set.flags === 'src' ? 'dst' : 'src') : rule.set.flags };
+  if (rule.set) {
+    const dir = p.swapped ? rule.set.flags.split(',').map((f) => (f === 'src' ? 'dst' : 'src')).join(',') : rule.set.flags;
+    inst.set = { name: rule.set.name, dir, ...(rule.set.ports ? { ports: rule.set.ports } : {}) };
+  }
   if (match) inst.ctstate = [...match];
   // --ctdir comes with the implicit match of a directional rule, never with ICMP types.
   // (libvirt probes the netfilter "corrected" --ctdir meaning; every kernel since 2.6.39 has it.)

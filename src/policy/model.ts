@@ -12,24 +12,37 @@ export type Ipv4Protocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'all';
 export type Ipv6Protocol = 'tcp-ipv6' | 'udp-ipv6' | 'sctp-ipv6' | 'icmpv6' | 'all-ipv6';
 export type NwProtocol = Ipv4Protocol | Ipv6Protocol;
 
+export interface Cidr {
+  address: string;
+  prefix: number;
+}
+
+/** What a `hash:net,port` set's second dimension holds: a protocol's port range, or an ICMP type and code. */
+export type SetPort =
+  | { protocol: 'tcp' | 'udp' | 'sctp'; start: number; end: number }
+  | { protocol: 'icmp' | 'icmpv6'; type: number; code: number };
+
 /**
  * A rule's match on a kernel IP set (libvirt's `ipset` and `ipsetflags` attributes: `-m set
- * --match-set <name> src|dst`). The set holds the addresses of an AddressGroup (or of the VMs a
- * peer selector picks) in one family; the agent keeps its members, so a membership change
- * touches no libvirt filter (docs/address-groups.md).
+ * --match-set <name> <flags>`). libvirt 9.0 keeps these attributes only on `all` and `all-ipv6`
+ * (on tcp, udp, icmp, ... a define silently drops them: measured), so a rule that matches a group
+ * is an `all` rule whose set carries the rest of the match: a `hash:net` set of the group's
+ * addresses, or a `hash:net,port` set of address x (protocol, port) pairs, ICMP types included.
+ * The agent keeps the members, so a membership change touches no libvirt filter
+ * (docs/address-groups.md).
  */
 export interface SetMatch {
   /** Kernel set name (at most 31 characters). */
   name: string;
-  /** Which address of the packet, in the rule's own direction, must be in the set. */
-  flags: 'src' | 'dst';
+  /**
+   * ipset's direction flags, per dimension, in the rule's own direction: the address (src or dst)
+   * and, for a port set, where the port is (the connection's destination port: dst).
+   */
+  flags: 'src' | 'dst' | 'src,dst' | 'dst,dst';
   /** The AddressGroup the set mirrors. */
   group: string;
-}
-
-export interface Cidr {
-  address: string;
-  prefix: number;
+  /** The set's second dimension, when it has one (a `hash:net,port` set). */
+  ports?: SetPort[];
 }
 
 /**

@@ -51,6 +51,15 @@ export function addressSetName(group: string, family: 4 | 6): string {
   return `${full.slice(0, MAX_SET_NAME - digest.length - 1)}-${digest}`;
 }
 
+/**
+ * The `hash:net,port` set of one family of a group combined with a rule's ports: named by the
+ * group's start and 48 bits of a SHA-256 of the group and the ports, since many rules may pair the
+ * same group with different ports. `ports` is the ports' canonical text (groups.ts).
+ */
+export function portSetName(group: string, family: 4 | 6, ports: string): string {
+  return `${SET_PREFIX}${family}-${group.slice(0, 12)}-${sha256Hex(`${group}\n${ports}`).slice(0, 12)}`;
+}
+
 export const isManagedSetName = (name: string): boolean => /^nwf[46]-/.test(name);
 
 export function isManagedFilterName(name: string): boolean {

@@ -2,8 +2,8 @@ import { icmpTypeNumber, type CustomRule, type IcmpMatch, type IpFamily, type Ru
 import { ICMP_REQUESTS } from './conntrack.js';
 import type { Family } from './instantiate.js';
 import { familyOfAddress, parseCidr } from './ip.js';
-import type { Cidr, Level, NwProtocol, NwRule, RuleOrigin, ServiceDirection } from './model.js';
-import { addressSetName } from './names.js';
+import type { Cidr, Level, NwProtocol, NwRule, RuleOrigin, ServiceDirection, SetPort } from './model.js';
+import { addressSetName, portSetName } from './names.js';
 import { peerGroupName } from './peers.js';
 
 /**
@@ -97,7 +97,6 @@ interface RuleShape {
 }
 
 const opposite = (d: 'in' | 'out'): 'in' | 'out' => (d === 'in' ? 'out' : 'in');
-const swapFlags = (f: 'src' | 'dst'): 'src' | 'dst' => (f === 'src' ? 'dst' : 'src');
 
 /**
  * The libvirt rules of one shape, per family:
@@ -116,8 +115,6 @@ function shapeRules(shape: RuleShape): NwRule[] {
   for (const family of shape.families) {
     const icmpType = shape.icmp ? icmpTypeNumber(shape.icmp, family) : undefined;
     if (shape.icmp && icmpType === undefined) continue;
-    const setFor = (flags: 'src' | 'dst') =>
-      shape.group ? { set: { name: addressSetName(shape.group.name, family), flags, group: shape.group.name } } : {};
     const rule: NwRule = {
       action: shape.action,
       direction: shape.direction,
@@ -126,34 +123,56 @@ function shapeRules(shape: RuleShape): NwRule[] {
       ...(shape.range ?? {}),
       ...(shape.src ? { src: shape.src } : {}),
       ...(shape.dst ? { dst: shape.dst } : {}),
-      ...(shape.group ? setFor(shape.group.flags) : {}),
       ...(icmpType !== undefined ? { icmpType } : {}),
       ...(icmpType !== undefined && shape.icmp?.code !== undefined ? { icmpCode: shape.icmp.code } : {}),
       comment: shape.comment,
       origin: shape.origin,
     };
     const reply = icmpType !== undefined ? ICMP_REQUESTS[family].get(icmpType) : undefined;
+    const match = shape.group ? groupMatch(rule, shape.group, family) : rule;
     if (icmpType === undefined || reply !== undefined) {
-      out.push({ ...rule, ...connectionMatch(shape.action) });
+      out.push({ ...match, ...connectionMatch(shape.action) });
       if (reply !== undefined && shape.action === 'accept') {
-        const { icmpCode: _code, ...request } = rule;
-        out.push({
-          ...request,
-          direction: opposite(shape.direction),
-          icmpType: reply,
-          ...(shape.dst ? { src: shape.dst } : { src: undefined }),
-          ...(shape.src ? { dst: shape.src } : { dst: undefined }),
-          ...(shape.group ? setFor(swapFlags(shape.group.flags)) : {}),
-          state: ['ESTABLISHED'],
-        });
+        // ESTABLISHED only lets replies to requests that passed: the request's addresses (or set) need not be repeated.
+        const { icmpCode: _code, src: _src, dst: _dst, ...request } = rule;
+        out.push({ ...request, direction: opposite(shape.direction), icmpType: reply, state: ['ESTABLISHED'] });
       }
     } else {
-      out.push({ ...rule, noStateMatch: true });
+      out.push({ ...match, noStateMatch: true });
     }
   }
-  // `src: undefined` above keeps the spread from copying the request's address; drop the keys.
-  return out.map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as unknown as NwRule);
+  return out;
 }
+
+/**
+ * A rule that matches a group, as libvirt can express it: an `all` rule whose kernel set carries
+ * the rest (the model's SetMatch). Protocol all needs the addresses only (`hash:net`); ports or an
+ * ICMP request type become the set's second dimension (`hash:net,port`, the port on the
+ * connection's destination side). The schema allows nothing else with a group (api/common.ts).
+ */
+function groupMatch(rule: NwRule, group: { name: string; flags: 'src' | 'dst' }, family: Family): NwRule {
+  const { dstPortStart, dstPortEnd, icmpType, icmpCode, ...rest } = rule;
+  const all = ELEMENTS.all[family];
+  if (rule.protocol === all) return { ...rest, set: { name: addressSetName(group.name, family), flags: group.flags, group: group.name } };
+  const ports: SetPort[] =
+    icmpType !== undefined
+      ? [{ protocol: family === 4 ? 'icmp' : 'icmpv6', type: icmpType, code: icmpCode ?? 0 }]
+      : [{ protocol: basicProtocol(rule.protocol), start: dstPortStart!, end: dstPortEnd ?? dstPortStart! }];
+  return {
+    ...rest,
+    protocol: all,
+    set: { name: portSetName(group.name, family, setPortsText(ports)), flags: group.flags === 'src' ? 'src,dst' : 'dst,dst', group: group.name, ports },
+  };
+}
+
+const basicProtocol = (p: NwProtocol): 'tcp' | 'udp' | 'sctp' => p.replace('-ipv6', '') as 'tcp' | 'udp' | 'sctp';
+
+/** A set's ports as ipset writes the second dimension of an entry: `tcp:22`, `udp:1000-2000`, `icmp:8/0`. */
+export function setPortText(p: SetPort): string {
+  if ('type' in p) return `${p.protocol}:${p.type}/${p.code}`;
+  return p.start === p.end ? `${p.protocol}:${p.start}` : `${p.protocol}:${p.start}-${p.end}`;
+}
+export const setPortsText = (ports: readonly SetPort[]): string => ports.map(setPortText).join(' ');
 
 /**
  * The rules that allow or deny one direction of one service: one rule per port entry and family,

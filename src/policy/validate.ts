@@ -55,7 +55,8 @@ export function ruleProblems(rule: NwRule): string[] {
   }
   if (rule.set) {
     if (!SET_NAME.test(rule.set.name)) out.push(`IP set name "${rule.set.name}" is not one libvirt accepts (1-31 of [a-zA-Z0-9_.:-+ ])`);
-    if (rule.set.flags !== 'src' && rule.set.flags !== 'dst') out.push(`IP set flags "${String(rule.set.flags)}" must be src or dst`);
+    if (!['src', 'dst', 'src,dst', 'dst,dst'].includes(rule.set.flags)) out.push(`IP set flags "${String(rule.set.flags)}" are not ours`);
+    if (rule.protocol !== 'all' && rule.protocol !== 'all-ipv6') out.push(`an IP set match on protocol ${rule.protocol}: libvirt keeps it only on all and all-ipv6`);
   }
   if (rule.icmpCode !== undefined && (rule.icmpType === undefined || !Number.isInteger(rule.icmpCode) || rule.icmpCode < 0 || rule.icmpCode > 255)) {
     out.push('an ICMP code needs an ICMP type and must be in 0..255');

@@ -11,6 +11,8 @@ export interface ChainRule {
   sport?: string;
   dport?: string;
   icmpType?: string;
+  /** `-m set --match-set <name> <src|dst>`, as "<name> <dir>". */
+  set?: string;
   ctstate?: string;
   ctdir?: string;
   target: string;
@@ -41,6 +43,7 @@ export function parseRuleLine(line: string): { chain: string; rule: ChainRule } 
       case '--ctdir': rule.ctdir = value!; i++; break;
       case '-j': rule.target = value!; i++; break;
       case '--reject-with': rule.rejectWith = value!; i++; break;
+      case '--match-set': rule.set = `${value!} ${w[i + 2]!}`; i += 2; break;
       case '--comment': i++; break;
       case '-m': i++; break;
       default: throw new Error(`unexpected "${w[i]}" in: ${line}`);
@@ -78,7 +81,8 @@ export function modelRule(inst: RuleInstance): ChainRule {
   if (d) r.destination = d;
   if (inst.sport) r.sport = range(inst.sport)!;
   if (inst.dport) r.dport = range(inst.dport)!;
-  if (inst.icmpType !== undefined) r.icmpType = String(inst.icmpType);
+  if (inst.icmpType !== undefined) r.icmpType = inst.icmpCode !== undefined ? `${inst.icmpType}/${inst.icmpCode}` : String(inst.icmpType);
+  if (inst.set) r.set = `${inst.set.name} ${inst.set.dir}`;
   if (inst.ctstate) r.ctstate = [...inst.ctstate].sort().join(',');
   if (inst.ctdir) r.ctdir = inst.ctdir;
   // libvirt adds no --reject-with: iptables' default answer is port unreachable.

@@ -17,7 +17,9 @@ import {
   type KernelPacket,
   type NwFilter,
   type PolicyInput,
+  setMembersOf,
   type RuleInstance,
+  type SetMembers,
 } from '../../../src/policy/index.js';
 import { packet, policyInput } from '../../helpers/arbitraries.js';
 import { department, service, vm } from '../../helpers/builders.js';
@@ -27,14 +29,16 @@ import { randomPolicy } from '../../helpers/policy-world.js';
 const RUNS = Number(process.env.FC_RUNS ?? 300);
 
 /** Every compiled VM's instances, by VM name. */
-function instancesByVm(input: PolicyInput, options: CompileOptions): Map<string, { instances: RuleInstance[]; root: string; filters: Map<string, NwFilter> }> {
+type VmInstances = { instances: RuleInstance[]; root: string; filters: Map<string, NwFilter>; sets: SetMembers };
+
+function instancesByVm(input: PolicyInput, options: CompileOptions): Map<string, VmInstances> {
   const compiled = compilePolicy(input, options);
   const filters = filtersOf(compiled);
-  const out = new Map<string, { instances: RuleInstance[]; root: string; filters: Map<string, NwFilter> }>();
+  const out = new Map<string, VmInstances>();
   for (const [name, r] of compiled.vms) {
     if (!r.ok) continue;
     const root = r.filter.filter.name;
-    out.set(name, { instances: instantiateTree(root, filters).instances, root, filters });
+    out.set(name, { instances: instantiateTree(root, filters).instances, root, filters, sets: setMembersOf(r.sets) });
   }
   return out;
 }
@@ -43,7 +47,9 @@ function instancesByVm(input: PolicyInput, options: CompileOptions): Map<string,
 const PORTS = [20, 21, 22, 23, 24, 25, 26, 27, 28];
 const CIDRS = ['10.0.0.0/8', '10.1.0.0/16', '10.1.2.0/24', '10.1.2.3/32', '10.1.2.4/31', '192.168.0.0/16'];
 const ADDRESSES4 = ['10.1.2.3', '10.1.2.4', '10.1.2.5', '10.1.3.1', '10.2.0.1', '192.168.1.1', '11.0.0.1', '192.0.2.254'];
-const ADDRESSES6 = ['fd00::1', '2001:db8::fe'];
+const ADDRESSES6 = ['fd00::1', '2001:db8::fe', 'fd00:1::3', 'fd00:1::4', 'fd00:1::9'];
+
+const CIDRS6 = ['fd00::/16', 'fd00:1::/32', 'fd00:1::3/128', 'fd00:1::4/127'];
 
 const smallPolicy = randomPolicy({
   ports: PORTS,
@@ -51,6 +57,23 @@ const smallPolicy = randomPolicy({
   serviceProtocols: ['tcp', 'udp', 'sctp'],
   maxPriority: 3,
   max: { services: 6, servicePorts: 3, rulePorts: 3, departmentRules: 4, vmRules: 5 },
+});
+
+/** Both families, ICMP types, address groups and peers (the VM's own addresses are its department's). */
+const dualPolicy = randomPolicy({
+  ports: PORTS,
+  cidrs: CIDRS,
+  cidrs6: CIDRS6,
+  serviceProtocols: ['tcp', 'udp', 'sctp'],
+  maxPriority: 3,
+  max: { services: 5, servicePorts: 3, rulePorts: 2, departmentRules: 4, vmRules: 5 },
+  groups: [
+    { name: 'g1', addresses: ['10.1.2.0/24', 'fd00:1::/64'] },
+    { name: 'g2', addresses: ['10.1.2.3', '192.168.1.1', 'fd00:1::3'] },
+  ],
+  peers: true,
+  icmpNames: ['echo-request', 'destination-unreachable', 'router-advertisement', 'neighbor-solicitation', 'timestamp-request'],
+  vmParameters: { ip: ['10.1.2.4'], ipv6: ['fd00:1::4'] },
 });
 
 /** Any packet in any of libvirt's chains, including conntrack combinations no first packet has. */
@@ -63,27 +86,29 @@ const kernelPacket: fc.Arbitrary<KernelPacket> = fc.oneof(
     dst: fc.constantFrom(...ADDRESSES4),
     sport: fc.constantFrom(19, ...PORTS, 29, 40000),
     dport: fc.constantFrom(19, ...PORTS, 29, 40000),
-    icmpType: fc.constantFrom(0, 3, 8),
+    icmpType: fc.constantFrom(0, 3, 8, 11, 13, 14),
+    icmpCode: fc.constantFrom(0, 0, 3),
     ctstate: fc.constantFrom('NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED') as fc.Arbitrary<KernelPacket['ctstate']>,
     ctdir: fc.constantFrom('ORIGINAL', 'REPLY') as fc.Arbitrary<KernelPacket['ctdir']>,
   }),
   fc.record({
     family: fc.constant(6 as const),
     chain: fc.constantFrom('FI', 'FO', 'HI') as fc.Arbitrary<'FI' | 'FO' | 'HI'>,
-    protocol: fc.constantFrom('tcp', 'udp', 'icmpv6') as fc.Arbitrary<'tcp' | 'udp' | 'icmpv6'>,
+    protocol: fc.constantFrom('tcp', 'udp', 'sctp', 'icmpv6') as fc.Arbitrary<'tcp' | 'udp' | 'sctp' | 'icmpv6'>,
     src: fc.constantFrom(...ADDRESSES6),
     dst: fc.constantFrom(...ADDRESSES6),
     sport: fc.constantFrom(...PORTS),
     dport: fc.constantFrom(...PORTS),
-    icmpType: fc.constantFrom(128, 135, 136),
+    icmpType: fc.constantFrom(1, 2, 128, 129, 133, 134, 135, 136),
+    icmpCode: fc.constantFrom(0, 0, 4),
     ctstate: fc.constantFrom('NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED') as fc.Arbitrary<KernelPacket['ctstate']>,
     ctdir: fc.constantFrom('ORIGINAL', 'REPLY') as fc.Arbitrary<KernelPacket['ctdir']>,
   }),
 ).map((p) => {
   // Ports only on tcp/udp/sctp, a type only on ICMP: what the kernel's packets carry.
   const ported = p.protocol === 'tcp' || p.protocol === 'udp' || p.protocol === 'sctp';
-  const { sport, dport, icmpType, ...rest } = p;
-  return { ...rest, ...(ported ? { sport, dport } : { icmpType }) };
+  const { sport, dport, icmpType, icmpCode, ...rest } = p;
+  return { ...rest, ...(ported ? { sport, dport } : { icmpType, icmpCode }) };
 });
 
 function sameVerdicts(input: PolicyInput, packets: KernelPacket[]): number {
@@ -94,8 +119,8 @@ function sameVerdicts(input: PolicyInput, packets: KernelPacket[]): number {
   for (const [name, o] of off) {
     const n = on.get(name)!;
     for (const p of packets) {
-      const a = evaluateChain(o.instances, p);
-      const b = evaluateChain(n.instances, p);
+      const a = evaluateChain(o.instances, p, o.sets);
+      const b = evaluateChain(n.instances, p, n.sets);
       expect(b.verdict, `${name} ${JSON.stringify(p)}: unoptimized ${a.instance?.rule.comment}, optimized ${b.instance?.rule.comment}`).toBe(a.verdict);
       checked++;
     }
@@ -107,6 +132,11 @@ describe('optimizer: the same verdict for every packet (fast-check)', () => {
   it('every packet, every chain, every conntrack state: small world of overlapping rules', () => {
     const packets = fc.array(kernelPacket, { minLength: 50, maxLength: 50 });
     fc.assert(fc.property(smallPolicy, packets, (input, ps) => void sameVerdicts(input, ps)), { numRuns: RUNS });
+  });
+
+  it('every packet, every chain: both families, ICMP types, address groups and peers', () => {
+    const packets = fc.array(kernelPacket, { minLength: 50, maxLength: 50 });
+    fc.assert(fc.property(dualPolicy, packets, (input, ps) => void sameVerdicts(input, ps)), { numRuns: RUNS });
   });
 
   it('every packet, every chain: the general policy arbitrary', () => {
