@@ -19,7 +19,7 @@ export default defineConfig({
       {
         test: {
           name: 'libvirt',
-          include: ['test/integration/libvirt/**/*.test.ts'],
+          include: ['test/integration/libvirt/**/*.test.ts', 'test/integration/netfilter/**/*.test.ts'],
           globalSetup: ['test/setup/libvirt.ts'],
           testTimeout: 120_000,
           hookTimeout: 300_000,
