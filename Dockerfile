@@ -33,6 +33,10 @@ LABEL org.opencontainers.image.title="nwfilter-operator" \
       org.opencontainers.image.description="Declarative libvirt nwfilter firewalls for VMs, managed from Kubernetes" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
+# The agent keeps the kernel IP sets of address groups with the ipset tool (src/netfilter/ipset.ts).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ipset \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist

@@ -17,7 +17,7 @@ if libvirt_answers && lxc_answers && grep -qs '^user = "root"' /etc/libvirt/qemu
   exit 0
 fi
 
-packages=(libvirt-daemon libvirt-daemon-config-nwfilter libvirt-clients iptables ebtables qemu-system-x86 libvirt-daemon-driver-lxc)
+packages=(libvirt-daemon libvirt-daemon-config-nwfilter libvirt-clients iptables ebtables ipset qemu-system-x86 libvirt-daemon-driver-lxc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
