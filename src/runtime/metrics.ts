@@ -73,6 +73,17 @@ export function createMetrics(options: { defaultMetrics?: boolean; component?: '
       help: "VMFilters in this agent's view (pinned to its node, unpinned, or held by it).",
       registers: agentOnly,
     }),
+    addressSetSyncs: new Counter({
+      name: `${PREFIX}address_set_syncs_total`,
+      help: 'Syncs of the kernel IP sets of address groups and peer selectors, by result (ok, error).',
+      labelNames: ['result'] as const,
+      registers: agentOnly,
+    }),
+    addressSetEntries: new Gauge({
+      name: `${PREFIX}address_set_entries`,
+      help: 'Entries in the kernel IP sets this agent keeps (a port range counts once).',
+      registers: agentOnly,
+    }),
     isLeader: new Gauge({ name: `${PREFIX}leader`, help: '1 while this controller replica holds the lease.', registers: controllerOnly }),
   };
 }
