@@ -7,6 +7,7 @@ import { PolicyIndex, canonicalFilter, quarantineFilter, sha256Hex, vmFilterName
 import { Backoff, backoffDelay } from '../runtime/backoff.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { decide, rawDomainRef, type Decision, type DecisionContext } from './desired-state.js';
+import { AddressSetError, AddressSets, type KernelSetPort } from './address-sets.js';
 import { ANNOUNCE_FROM_INTERFACES, expectedRebuildSeconds } from './define-budget.js';
 import { DomainCache } from './domain-cache.js';
 import { KubernetesError, RealizeError } from './errors.js';
@@ -32,6 +33,11 @@ export interface AgentOptions {
   quarantine: boolean;
   /** Delay before a garbage collection after something was removed (coalesces bursts). */
   gcDelayMs?: number;
+  /**
+   * The kernel's IP sets (address groups and peer selectors). Without it the agent keeps no sets:
+   * a VM whose rules name a group is not applied (AddressSetError) and keeps its last filter.
+   */
+  kernelSets?: KernelSetPort;
 }
 
 const GC_KEY = '#gc';
@@ -76,6 +82,7 @@ export class Agent {
   private readonly conflicted = new Set<string>();
   /** VMFilter name -> reason of the Applied condition this agent holds for it (vm_protection gauge). */
   private readonly reasons = new Map<string, string>();
+  private readonly sets: AddressSets | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -87,7 +94,12 @@ export class Agent {
       await o.status(name, uid, fields);
       o.metrics.statusWrites.inc({ kind: 'VMFilter' });
     });
-    this.index = new PolicyIndex({ services: () => o.source.services(), departments: () => o.source.departments() });
+    this.index = new PolicyIndex({
+      services: () => o.source.services(),
+      departments: () => o.source.departments(),
+      addressGroups: () => o.source.addressGroups(),
+    });
+    this.sets = o.kernelSets ? new AddressSets(o.kernelSets, o.log, o.metrics) : undefined;
     this.decision = {
       nodeName: o.nodeName,
       domains: this.domains,
@@ -141,6 +153,15 @@ export class Agent {
       // A department reaches only its members (by the raw spec: an object that does not parse
       // today keeps its filter and has nothing to recompile).
       for (const member of this.vmIndex.members(obj.metadata?.name ?? '')) this.queue.add(member);
+    });
+    this.o.source.onAddressGroupChange((obj, change) => {
+      this.index.invalidate();
+      const group = obj.metadata?.name ?? '';
+      // A group that appears or goes changes which VMs compile (AddressGroupNotFound, PeersNotResolved):
+      // all of them are decided again. A membership change reaches only the VMs whose sets come
+      // from the group, and their reconcile updates set members without redefining a filter.
+      if (change !== 'changed') this.enqueueAll();
+      else for (const vm of this.sets?.usersOf(group) ?? []) this.queue.add(vm);
     });
     this.o.libvirt.onDomainEvent((e) => this.onDomainEvent(e));
   }
@@ -283,6 +304,8 @@ export class Agent {
       return;
     }
     await this.gc.collect();
+    // Sets no VM wants any more go (the kernel keeps those an interface's rules still use).
+    await this.sets?.collect();
   }
 
   private async reconcile(name: string): Promise<HandlerResult> {
@@ -409,6 +432,7 @@ export class Agent {
     this.countReason(name, undefined);
     this.realizer.forgetBinding(name);
     this.index.forgetVm(name);
+    this.sets?.forget(name);
     this.conflicted.delete(name);
     this.disconnectedRetries.delete(name);
   }
@@ -451,6 +475,9 @@ export class Agent {
           `(about ${expectedRebuildSeconds(interfaces)} s); the previous rules hold until each is rebuilt.`,
       });
     };
+    // The sets must exist before libvirt instantiates a rule that matches them; their members are
+    // the groups' as of this compile.
+    if (!(await this.ensureSets(vm, compiled, d.reportStatus))) return;
     // Collect garbage only when this VM's tree stopped naming a filter (it may be unused now): a
     // department's new rules keep the names, and a collection reads every filter and domain back.
     const names = compiled.treeFilters.map((f) => f.filter.name);
@@ -478,6 +505,34 @@ export class Agent {
     }
     const result = await this.bindCompiled(vm, domain, compiled);
     await this.report(vm, d.reportStatus, { ...this.describeBinding(vm, domain, compiled, result, d.pinnedTo), realized });
+  }
+
+  /** True when the VM's kernel sets are in place; false (reported, last filter kept) when they cannot be. */
+  private async ensureSets(vm: VMFilter, compiled: VmCompiled, reportStatus: boolean): Promise<boolean> {
+    if (compiled.sets.length === 0) {
+      await this.sets?.want(vm.metadata.name, []);
+      return true;
+    }
+    if (!this.sets) {
+      await this.report(vm, reportStatus, {
+        status: 'False',
+        reason: AGENT_REASON.addressSetError,
+        message: `Rules name address groups or peers, and this agent keeps no kernel IP sets (--kernel-sets=off). The last applied filter stays in place.`,
+      });
+      return false;
+    }
+    try {
+      await this.sets.want(vm.metadata.name, compiled.sets);
+      return true;
+    } catch (err) {
+      if (!(err instanceof AddressSetError)) throw err;
+      await this.report(vm, reportStatus, {
+        status: 'False',
+        reason: AGENT_REASON.addressSetError,
+        message: `${err.message}. The last applied filter stays in place; retrying with backoff.`,
+      });
+      throw err;
+    }
   }
 
   private bindCompiled(vm: VMFilter, domain: DomainInfo, compiled: VmCompiled): Promise<BindResult> {

@@ -1,6 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION, kindInfo, type DepartmentPolicy, type ServicePolicy } from '../api/index.js';
+import { GROUP, VERSION, kindInfo, type AddressGroup, type DepartmentPolicy, type ServicePolicy } from '../api/index.js';
 import { kindInformer, onSpecChange, parseObject, statusCodeOf, type KubeClients, type ResilientInformer } from '../kube/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { MergedView, nodeSelectors } from './vm-filter-view.js';
@@ -21,11 +21,18 @@ export interface PolicySource {
   fetchVmFilter(name: string): Promise<KubernetesObject | undefined>;
   services(): readonly ServicePolicy[];
   departments(): readonly DepartmentPolicy[];
+  /** The valid AddressGroups (the controller's peer groups included). */
+  addressGroups(): readonly AddressGroup[];
   synced(): boolean;
   /** A VMFilter was added, changed, deleted or left the view (`obj` is its last known state). */
   onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void;
   /** A ServicePolicy or DepartmentPolicy was added, deleted, or its spec changed (status-only updates are not reported). */
   onPolicyChange(handler: (kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void): void;
+  /**
+   * An AddressGroup was added, deleted or changed, status included: the members of a peer group are
+   * its status.peerAddresses, which the controller writes.
+   */
+  onAddressGroupChange(handler: (obj: KubernetesObject, change: 'added' | 'changed' | 'deleted') => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -39,7 +46,7 @@ export interface InformerPolicySourceOptions {
 }
 
 /** The valid objects of a kind in an informer's cache (each version parsed once, src/kube/typed.ts). */
-function validOf<T>(informer: ResilientInformer<KubernetesObject>, kind: 'ServicePolicy' | 'DepartmentPolicy'): T[] {
+function validOf<T>(informer: ResilientInformer<KubernetesObject>, kind: 'ServicePolicy' | 'DepartmentPolicy' | 'AddressGroup'): T[] {
   const out: T[] = [];
   for (const raw of informer.list()) {
     const p = parseObject(kind, raw);
@@ -52,6 +59,7 @@ function validOf<T>(informer: ResilientInformer<KubernetesObject>, kind: 'Servic
 export class InformerPolicySource implements PolicySource {
   private readonly services_: ResilientInformer<KubernetesObject>;
   private readonly departments_: ResilientInformer<KubernetesObject>;
+  private readonly groups_: ResilientInformer<KubernetesObject>;
   private view: MergedView | undefined;
   private readonly vmHandlers: ((name: string, obj: KubernetesObject) => void)[] = [];
   private stopped = false;
@@ -64,6 +72,7 @@ export class InformerPolicySource implements PolicySource {
   ) {
     this.services_ = kindInformer(clients, 'ServicePolicy', log, metrics);
     this.departments_ = kindInformer(clients, 'DepartmentPolicy', log, metrics);
+    this.groups_ = kindInformer(clients, 'AddressGroup', log, metrics);
   }
 
   vmFilter(name: string): KubernetesObject | undefined {
@@ -91,8 +100,18 @@ export class InformerPolicySource implements PolicySource {
     return validOf<DepartmentPolicy>(this.departments_, 'DepartmentPolicy');
   }
 
+  addressGroups(): readonly AddressGroup[] {
+    return validOf<AddressGroup>(this.groups_, 'AddressGroup');
+  }
+
   synced(): boolean {
-    return this.services_.synced && this.departments_.synced && (this.view?.synced ?? false);
+    return this.services_.synced && this.departments_.synced && this.groups_.synced && (this.view?.synced ?? false);
+  }
+
+  onAddressGroupChange(handler: (obj: KubernetesObject, change: 'added' | 'changed' | 'deleted') => void): void {
+    this.groups_.on('add', (o) => handler(o, 'added'));
+    this.groups_.on('update', (o) => handler(o, 'changed'));
+    this.groups_.on('delete', (o) => handler(o, 'deleted'));
   }
 
   onVmFilterChange(handler: (name: string, obj: KubernetesObject) => void): void {
@@ -148,11 +167,11 @@ export class InformerPolicySource implements PolicySource {
     const scope = await this.effectiveScope();
     this.log.info({ scope, node: this.options.nodeName }, 'watching VMFilters');
     this.view ??= this.buildView(scope);
-    await Promise.all([this.services_.start(), this.departments_.start(), this.view.start()]);
+    await Promise.all([this.services_.start(), this.departments_.start(), this.groups_.start(), this.view.start()]);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([this.services_.stop(), this.departments_.stop(), this.view?.stop()]);
+    await Promise.all([this.services_.stop(), this.departments_.stop(), this.groups_.stop(), this.view?.stop()]);
   }
 }

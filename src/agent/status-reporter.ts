@@ -16,6 +16,7 @@ export const AGENT_REASON = {
   invalidFilter: 'InvalidFilter',
   realizing: REASON.realizing,
   libvirtError: 'LibvirtError',
+  addressSetError: 'AddressSetError',
   removed: REASON.removed,
   invalidSpec: REASON.invalidSpec,
 } as const;

@@ -1,4 +1,5 @@
 import { Agent } from '../agent/agent.js';
+import { ipsetKernelSets } from '../agent/kernel-sets.js';
 import { connectAgentLibvirt } from '../agent/libvirt-adapter.js';
 import { InformerPolicySource } from '../agent/policy-source.js';
 import { StatusWriter } from '../kube/index.js';
@@ -26,6 +27,7 @@ export function runAgent(argv: string[]): Promise<number> {
           return writer.write('VMFilter', name, uid, fields);
         },
         quarantine: config.quarantine,
+        ...(config.kernelSets === 'ipset' ? { kernelSets: ipsetKernelSets() } : {}),
         libvirt,
         log,
         metrics,
@@ -36,7 +38,7 @@ export function runAgent(argv: string[]): Promise<number> {
         ready: () => agent.synced && libvirt.isConnected(),
         run: () => agent.start(),
         stop: () => agent.stop(),
-        describe: { socket: config.libvirtSocket, uri: config.libvirtUri, resyncMs: config.resyncPeriod, watchScope: config.watchScope },
+        describe: { socket: config.libvirtSocket, uri: config.libvirtUri, resyncMs: config.resyncPeriod, watchScope: config.watchScope, kernelSets: config.kernelSets },
       };
     },
   });

@@ -126,6 +126,8 @@ export function normalizeMember(text: string, family: SetFamily, type: SetType =
     if (text.includes(',')) throw new InvalidMemberError(`"${text}": a hash:net member is a network only`);
     return normalizeNet(text, family);
   }
+  const icmp = /^([^,]+),(icmp|icmpv6|ipv6-icmp):(.+)$/.exec(text.trim());
+  if (icmp) return icmpMember(text, icmp[1]!, icmp[2]!, icmp[3]!, family);
   const m = /^([^,]+),([a-z]+):([0-9]+)(?:-([0-9]+))?$/.exec(text.trim());
   if (!m) throw new InvalidMemberError(`"${text}": a hash:net,port member is <network>,<protocol>:<port>[-<port>]`);
   const [, net, proto, first, last] = m as unknown as [string, string, string, string, string | undefined];
@@ -140,6 +142,39 @@ export function normalizeMember(text: string, family: SetFamily, type: SetType =
   const out: string[] = [];
   for (const n of nets) for (let p = lo; p <= hi; p++) out.push(`${n},${proto}:${p}`);
   return out;
+}
+
+/**
+ * The names `ipset save` prints for ICMP type/code pairs it knows (ipset's lib/icmp.c, icmpv6.c);
+ * anything else it prints as numbers. Members are compared as numbers, so a set read back equals
+ * the one written.
+ */
+const ICMP_NAMES: Record<SetFamily, Record<string, string>> = {
+  4: {
+    'echo-reply': '0/0', 'network-unreachable': '3/0', 'host-unreachable': '3/1', 'protocol-unreachable': '3/2', 'port-unreachable': '3/3',
+    'fragmentation-needed': '3/4', 'source-route-failed': '3/5', 'network-unknown': '3/6', 'host-unknown': '3/7', 'network-prohibited': '3/9',
+    'host-prohibited': '3/10', 'TOS-network-unreachable': '3/11', 'TOS-host-unreachable': '3/12', 'communication-prohibited': '3/13',
+    'host-precedence-violation': '3/14', 'precedence-cutoff': '3/15', 'source-quench': '4/0', 'network-redirect': '5/0', 'host-redirect': '5/1',
+    'TOS-network-redirect': '5/2', 'TOS-host-redirect': '5/3', 'echo-request': '8/0', 'router-advertisement': '9/0', 'router-solicitation': '10/0',
+    'ttl-zero-during-transit': '11/0', 'ttl-zero-during-reassembly': '11/1', 'ip-header-bad': '12/0', 'required-option-missing': '12/1',
+    'timestamp-request': '13/0', 'timestamp-reply': '14/0', 'address-mask-request': '17/0', 'address-mask-reply': '18/0',
+  },
+  6: {
+    'no-route': '1/0', 'communication-prohibited': '1/1', 'address-unreachable': '1/3', 'port-unreachable': '1/4', 'packet-too-big': '2/0',
+    'ttl-zero-during-transit': '3/0', 'ttl-zero-during-reassembly': '3/1', 'bad-header': '4/0', 'unknown-header-type': '4/1', 'unknown-option': '4/2',
+    'echo-request': '128/0', 'echo-reply': '129/0', 'router-solicitation': '133/0', 'router-advertisement': '134/0',
+    'neighbour-solicitation': '135/0', 'neighbour-advertisement': '136/0', 'redirect': '137/0',
+  },
+};
+
+/** `<net>,icmp:<type>/<code>` (IPv4) or `<net>,icmpv6:<type>/<code>` (IPv6), from numbers or ipset's names. */
+function icmpMember(text: string, net: string, proto: string, what: string, family: SetFamily): string[] {
+  if ((proto === 'icmp') !== (family === 4)) throw new InvalidMemberError(`"${text}": ${proto} in an IPv${family} set`);
+  const numeric = ICMP_NAMES[family][what] ?? what;
+  const m = /^([0-9]{1,3})\/([0-9]{1,3})$/.exec(numeric);
+  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new InvalidMemberError(`"${text}": an ICMP member is <protocol>:<type>/<code>`);
+  const label = family === 4 ? 'icmp' : 'icmpv6';
+  return normalizeNet(net, family).map((n) => `${n},${label}:${Number(m[1])}/${Number(m[2])}`);
 }
 
 /** The canonical, sorted, duplicate-free element list of a member list. */

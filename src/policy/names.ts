@@ -34,13 +34,17 @@ export function vmFilterOfName(filter: string): string | undefined {
   return filter.slice('nwf-vm-'.length);
 }
 
-/** Prefix of every kernel IP set the agent manages (`nwf4-...`, `nwf6-...`). */
-export const SET_PREFIX = 'nwf';
+/**
+ * Prefix of every kernel IP set the agent manages (`nwf:4-...`, `nwf:6-...`): the agent removes the
+ * sets with it that no VM wants, so nothing else may use it (':' is rare in set names and libvirt
+ * accepts it).
+ */
+export const SET_PREFIX = 'nwf:';
 /** The kernel's IPSET_MAXNAMELEN is 32 with the terminating NUL; libvirt's schema allows 31 characters. */
 const MAX_SET_NAME = 31;
 
 /**
- * The kernel IP set of one family of an AddressGroup: `nwf4-<group>` / `nwf6-<group>` while that
+ * The kernel IP set of one family of an AddressGroup: `nwf:4-<group>` / `nwf:6-<group>` while that
  * fits in 31 characters, else the group name's start and 64 bits of a SHA-256 of the full name.
  * Object names are [a-z0-9.-], all characters libvirt's ipset name pattern allows.
  */
@@ -60,7 +64,7 @@ export function portSetName(group: string, family: 4 | 6, ports: string): string
   return `${SET_PREFIX}${family}-${group.slice(0, 12)}-${sha256Hex(`${group}\n${ports}`).slice(0, 12)}`;
 }
 
-export const isManagedSetName = (name: string): boolean => /^nwf[46]-/.test(name);
+export const isManagedSetName = (name: string): boolean => name.startsWith(SET_PREFIX);
 
 export function isManagedFilterName(name: string): boolean {
   return name.startsWith(FILTER_PREFIX);

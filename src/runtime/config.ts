@@ -58,6 +58,10 @@ export const AgentConfig = z.object({
     .enum(['node', 'cluster'])
     .default('node')
     .describe("which VMFilters the agent watches: node (pinned here, unpinned, or held by this node) or cluster (all)"),
+  // Address groups and peer selectors are matched through kernel IP sets the agent keeps in the
+  // host's network namespace (needs CAP_NET_ADMIN there and the ipset tool). off: such VMs are
+  // reported AddressSetError and keep their last filter; every other VM is unaffected.
+  kernelSets: z.enum(['ipset', 'off']).default('ipset').describe('how address groups reach the kernel: ipset (kernel IP sets) or off'),
   logLevel: LogLevel.default('info').describe('trace, debug, info, warn, error, fatal or silent'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

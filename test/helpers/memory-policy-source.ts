@@ -4,18 +4,19 @@
 // delivered asynchronously, like watch events.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
-import type { DepartmentPolicy, ServicePolicy } from '../../src/api/index.js';
+import type { AddressGroup, DepartmentPolicy, ServicePolicy } from '../../src/api/index.js';
 import type { PolicySource } from '../../src/agent/policy-source.js';
 import type { StatusSink } from '../../src/agent/status-reporter.js';
 import { parseObject } from '../../src/kube/index.js';
 
-type Kind = 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter';
+type Kind = 'ServicePolicy' | 'DepartmentPolicy' | 'VMFilter' | 'AddressGroup';
 type Obj = KubernetesObject & { spec?: unknown; status?: Record<string, unknown> };
 
 export class MemoryPolicySource implements PolicySource {
-  readonly objects: Record<Kind, Map<string, Obj>> = { ServicePolicy: new Map(), DepartmentPolicy: new Map(), VMFilter: new Map() };
+  readonly objects: Record<Kind, Map<string, Obj>> = { ServicePolicy: new Map(), DepartmentPolicy: new Map(), VMFilter: new Map(), AddressGroup: new Map() };
   private readonly vmHandlers: ((name: string, obj: KubernetesObject, prev: KubernetesObject | undefined) => void)[] = [];
   private readonly policyHandlers: ((kind: 'ServicePolicy' | 'DepartmentPolicy', obj: KubernetesObject) => void)[] = [];
+  private readonly groupHandlers: ((obj: KubernetesObject, change: 'added' | 'changed' | 'deleted') => void)[] = [];
   private clock = Date.parse('2026-01-01T00:00:00Z');
   statusWrites = 0;
   /** Statuses written per VMFilter name, in order (for flip-flop checks). */
@@ -25,7 +26,10 @@ export class MemoryPolicySource implements PolicySource {
     const name = obj.metadata!.name!;
     queueMicrotask(() => {
       if (kind === 'VMFilter') this.vmHandlers.forEach((h) => h(name, obj, prev));
-      else this.policyHandlers.forEach((h) => h(kind, obj));
+      else if (kind === 'AddressGroup') {
+        const change = !this.objects.AddressGroup.has(name) ? 'deleted' : prev ? 'changed' : 'added';
+        this.groupHandlers.forEach((h) => h(obj, change));
+      } else this.policyHandlers.forEach((h) => h(kind, obj));
     });
   }
 
@@ -101,7 +105,13 @@ export class MemoryPolicySource implements PolicySource {
   departments(): readonly DepartmentPolicy[] {
     return this.valid('DepartmentPolicy') as DepartmentPolicy[];
   }
-  private valid(kind: 'ServicePolicy' | 'DepartmentPolicy'): unknown[] {
+  addressGroups(): readonly AddressGroup[] {
+    return this.valid('AddressGroup') as AddressGroup[];
+  }
+  onAddressGroupChange(handler: (obj: KubernetesObject, change: 'added' | 'changed' | 'deleted') => void): void {
+    this.groupHandlers.push(handler);
+  }
+  private valid(kind: 'ServicePolicy' | 'DepartmentPolicy' | 'AddressGroup'): unknown[] {
     return [...this.objects[kind].values()].flatMap((o) => {
       const p = parseObject(kind, o);
       return p.ok ? [p.value] : [];
@@ -145,6 +155,8 @@ export class MemoryPolicySource implements PolicySource {
       },
       services: () => store.services(),
       departments: () => store.departments(),
+      addressGroups: () => store.addressGroups(),
+      onAddressGroupChange: (handler) => store.onAddressGroupChange(handler),
       synced: () => true,
       onVmFilterChange: (handler) => {
         store.vmHandlers.push((name, obj, prev) => {
