@@ -5,17 +5,23 @@
 import {
   compilePolicy,
   evaluateConnection,
+  evaluateDelivery,
   filterUuid,
   instantiateTree,
   renderFilterXml,
+  setEntries,
+  type ChainDecision,
   type CompiledPolicy,
   type ConnectionResult,
+  type DeliveryQuery,
   type NwFilter,
   type PolicyInput,
   type RuleInstance,
+  type SetMembers,
   type VmCompiled,
 } from '../../src/policy/index.js';
 import { LibvirtClient } from '../../src/libvirt/index.js';
+import { IpSetManager, type DesiredSet } from '../../src/netfilter/index.js';
 import { LAB, Lab, type Endpoint, type Probe, type Target, type Verdict } from './lab.js';
 
 /** What each endpoint listens on (the lab's echo servers), to predict open versus refused. */
@@ -29,6 +35,8 @@ export interface BoundVm {
   filters: Map<string, NwFilter>;
   instances: RuleInstance[];
   unevaluated: string[];
+  /** Members of the tree's kernel sets, by their lab-private names. */
+  sets: SetMembers;
 }
 
 const addressOf = (t: Target, family: 4 | 6): string => (t === 'host' ? (family === 4 ? LAB.host4 : LAB.host6) : family === 4 ? t.ipv4 : t.ipv6);
@@ -39,6 +47,9 @@ export class PolicyOnLab {
   readonly listening: Listening = new Map();
   /** Every filter name this fixture defined, for clean-up. */
   private readonly defined = new Set<string>();
+  /** Kernel sets under lab-private names (`<prefix>:<n>`): never the agent's `nwf:`, swept by cleanup(). */
+  private readonly setNames = new Map<string, string>();
+  private readonly ipsets = new IpSetManager();
 
   /**
    * A lab, a libvirt client and the fixture; `close()` undoes all of it (also after a failed set-up).
@@ -87,9 +98,33 @@ export class PolicyOnLab {
     return name === 'clean-traffic' ? name : `${this.prefix}${name}`;
   }
 
+  private get setPrefix(): string {
+    // At most 24 characters (the ipset module's limit for a prefix): the run's filter prefix, shortened.
+    return `${this.prefix.slice(0, 18)}:`;
+  }
+
+  private privateSet(name: string): string {
+    let p = this.setNames.get(name);
+    if (!p) this.setNames.set(name, (p = `${this.setPrefix}${this.setNames.size}`));
+    return p;
+  }
+
   private privateFilter(filter: NwFilter): NwFilter {
     const name = this.rename(filter.name);
-    return { ...filter, name, uuid: filterUuid(name), refs: filter.refs.map((r) => this.rename(r)) };
+    const rules = filter.rules.map((r) => (r.set ? { ...r, set: { ...r.set, name: this.privateSet(r.set.name) } } : r));
+    return { ...filter, name, uuid: filterUuid(name), refs: filter.refs.map((r) => this.rename(r)), rules };
+  }
+
+  /**
+   * The kernel sets every bound VM (and `next`) needs, with the members of this compile: what the
+   * agent's AddressSets does, through the same ipset module.
+   */
+  private async syncSets(next: VmCompiled[]): Promise<void> {
+    const desired = new Map<string, DesiredSet>();
+    for (const vm of [...[...this.bound.values()].map((b) => b.compiled), ...next]) {
+      for (const s of vm.sets) desired.set(this.privateSet(s.name), { family: s.family, type: s.type, members: setEntries(s) });
+    }
+    await this.ipsets.sync(desired, { prefix: this.setPrefix });
   }
 
   /**
@@ -106,9 +141,15 @@ export class PolicyOnLab {
     options: { rebind?: boolean } = {},
   ): Promise<CompiledPolicy> {
     const compiled = compilePolicy(input);
-    for (const [vmName, endpoint] of Object.entries(endpoints)) {
+    const vms = Object.keys(endpoints).map((vmName) => {
       const vm = compiled.vms.get(vmName);
       if (!vm?.ok) throw new Error(`VM ${vmName} did not compile: ${JSON.stringify(vm?.diagnostics)}`);
+      return vm;
+    });
+    // Sets first: libvirt cannot instantiate a rule on a set that does not exist.
+    await this.syncSets(vms);
+    for (const [vmName, endpoint] of Object.entries(endpoints)) {
+      const vm = compiled.vms.get(vmName) as VmCompiled;
       const filters = vm.treeFilters.map((f) => this.privateFilter(tamper(f.filter)));
       for (const f of filters) {
         await this.client.defineFilter(renderFilterXml(f), { adoptExistingUuid: true });
@@ -124,7 +165,8 @@ export class PolicyOnLab {
       }
       const map = new Map(filters.map((f) => [f.name, f]));
       const { instances, unevaluated } = instantiateTree(root, map);
-      this.bound.set(vmName, { name: vmName, endpoint, compiled: vm, root, filters: map, instances, unevaluated });
+      const sets = new Map(vm.sets.map((s) => [this.privateSet(s.name), s.members]));
+      this.bound.set(vmName, { name: vmName, endpoint, compiled: vm, root, filters: map, instances, unevaluated, sets });
     }
     return compiled;
   }
@@ -146,7 +188,7 @@ export class PolicyOnLab {
     await this.lab.bind(endpoint, root, compiled.binding.parameters);
     const map = new Map(own.map((f) => [f.name, f]));
     const { instances, unevaluated } = instantiateTree(root, map);
-    this.bound.set(vmName, { name: vmName, endpoint, compiled, root, filters: map, instances, unevaluated });
+    this.bound.set(vmName, { name: vmName, endpoint, compiled, root, filters: map, instances, unevaluated, sets: new Map() });
   }
 
   vm(name: string): BoundVm {
@@ -188,8 +230,19 @@ export class PolicyOnLab {
         listening,
       },
       vm.unevaluated,
+      vm.sets,
     );
     return { ...result, verdict: result.outcome };
+  }
+
+  /**
+   * explain's answer for one packet sent on its own (a delivery probe): the chain decision of the
+   * bound VM the packet enters or leaves, with the conntrack state the kernel gives such a packet.
+   */
+  predictDelivery(vmName: string, q: DeliveryQuery): { decision: ChainDecision; verdict: 'delivered' | 'dropped' } {
+    const vm = this.vm(vmName);
+    const decision = evaluateDelivery(vm.instances, q, vm.sets);
+    return { decision, verdict: decision.verdict === 'accept' ? 'delivered' : 'dropped' };
   }
 
   /** Every filter binding of the libvirtd (to see that nothing was rebound). */
@@ -209,6 +262,8 @@ export class PolicyOnLab {
     const names = [...this.defined].sort((a, b) => order(a) - order(b));
     for (const n of names) await this.client.undefineFilter(n).catch(() => undefined);
     this.defined.clear();
+    // With the filters gone nothing references the sets: an empty desired state destroys them all.
+    if (this.setNames.size > 0) await this.ipsets.sync(new Map(), { prefix: this.setPrefix }).catch(() => undefined);
   }
 }
 
