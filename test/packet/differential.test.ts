@@ -47,10 +47,19 @@ const policy = (): fc.Arbitrary<PolicyInput> =>
   randomPolicy({
     ports: PORTS,
     cidrs: [`${peer.ipv4}/32`, `${vm1.ipv4}/32`, `${LAB.host4}/32`, `${LAB.net4}.0/24`, `${LAB.net4}.0/28`, '10.0.0.0/8'],
+    cidrs6: [`${peer.ipv6}/128`, `${vm1.ipv6}/128`, `${LAB.host6}/128`, `${LAB.net6}::/64`, 'fd00::/8'],
     serviceProtocols: ['tcp', 'udp'],
     maxPriority: 99,
     max: { services: 5, servicePorts: 2, rulePorts: 2, departmentRules: 3, vmRules: 4 },
-    vmParameters: { ip: [vm1.ipv4] },
+    // Groups that hold the peer (both families), the host, or neither; peers of department d are v1 itself.
+    groups: [
+      { name: 'g-peer', addresses: [peer.ipv4, peer.ipv6] },
+      { name: 'g-host', addresses: [`${LAB.host4}/32`, `${LAB.host6}/128`] },
+      { name: 'g-other', addresses: ['203.0.113.0/24', '2001:db8:9::/48'] },
+    ],
+    peers: true,
+    icmpNames: ['echo-request', 'destination-unreachable', 'echo-reply'],
+    vmParameters: { ip: [vm1.ipv4], ipv6: [vm1.ipv6] },
   });
 
 const probe: () => fc.Arbitrary<Probe> = () =>
@@ -58,7 +67,7 @@ const probe: () => fc.Arbitrary<Probe> = () =>
     .record({
       pair: fc.constantFrom<[Endpoint | 'host', Endpoint | 'host']>([peer, vm1], [vm1, peer], ['host', vm1], [vm1, 'host']),
       proto: fc.constantFrom('tcp', 'tcp', 'udp', 'udp', 'icmp') as fc.Arbitrary<'tcp' | 'udp' | 'icmp'>,
-      family: fc.constantFrom(4, 4, 4, 6) as fc.Arbitrary<4 | 6>,
+      family: fc.constantFrom(4, 4, 6, 6) as fc.Arbitrary<4 | 6>,
       port,
     })
     .map(({ pair: [from, to], proto, family, port: p }) => ({
@@ -69,13 +78,16 @@ const probe: () => fc.Arbitrary<Probe> = () =>
       ...(proto === 'icmp' ? {} : { port: p }),
     }));
 
-/** libvirt's instances (the model's) of v1's tree compiled without the optimizer. */
+/**
+ * libvirt's instances (the model's) of v1's tree compiled without the optimizer, with the set names
+ * of the bound tree (the fixture's lab-private names): the optimizer keeps a rule's set as it is.
+ */
 function unoptimizedInstances(input: PolicyInput): RuleInstance[] {
   const compiled = compilePolicy(input, { optimize: false });
   const v1 = compiled.vms.get('v1');
   if (!v1?.ok) throw new Error('v1 did not compile without the optimizer');
   const filters = new Map<string, NwFilter>([...compiled.filters].map(([n, f]) => [n, f.filter]));
-  return instantiateTree(v1.filter.filter.name, filters).instances;
+  return instantiateTree(v1.filter.filter.name, filters).instances.map((i) => (i.set ? { ...i, set: { ...i.set, name: fx.privateSet(i.set.name) } } : i));
 }
 
 describe('differential: explain equals the kernel on random policies and probes', () => {
@@ -86,6 +98,7 @@ describe('differential: explain equals the kernel on random policies and probes'
     const verdicts = { open: 0, refused: 0, dropped: 0 };
     let total = 0;
     const instanceCounts = { unoptimized: 0, optimized: 0 };
+    const withSets = { policies: 0, sets: 0 };
     const started = Date.now();
     for (const [i, input] of policies.entries()) {
       // A fresh binding per policy also forgets the conntrack entries of earlier probes.
@@ -93,6 +106,9 @@ describe('differential: explain equals the kernel on random policies and probes'
       const unoptimized = unoptimizedInstances(input);
       instanceCounts.unoptimized += unoptimized.length;
       instanceCounts.optimized += fx.vm('v1').instances.length;
+      const sets = fx.vm('v1').compiled.sets.length;
+      withSets.policies += sets > 0 ? 1 : 0;
+      withSets.sets += sets;
       const batch = probes[i]!;
       const results = await lab.probeAll(batch, { concurrency: 16 });
       results.forEach((r, j) => {
@@ -112,7 +128,8 @@ describe('differential: explain equals the kernel on random policies and probes'
     process.stdout.write(
       `differential: ${POLICIES} policies, ${total} probes, ${agree} agree with explain of the optimized and of the unoptimized compile ` +
         `(open ${verdicts.open}, refused ${verdicts.refused}, dropped ${verdicts.dropped}) in ${Math.round((Date.now() - started) / 1000)} s, seed ${SEED}; ` +
-        `rule instances per interface: ${instanceCounts.unoptimized} unoptimized, ${instanceCounts.optimized} optimized in all\n`,
+        `rule instances per interface: ${instanceCounts.unoptimized} unoptimized, ${instanceCounts.optimized} optimized in all; ` +
+        `${withSets.policies} policies matched ${withSets.sets} kernel IP sets (address groups, peers)\n`,
     );
     const kinds = new Map<string, number>();
     for (const d of disagreements) {

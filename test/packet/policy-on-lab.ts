@@ -103,7 +103,8 @@ export class PolicyOnLab {
     return `${this.prefix.slice(0, 18)}:`;
   }
 
-  private privateSet(name: string): string {
+  /** The lab-private name of a compiled kernel set (the same compiled name always gets the same one). */
+  privateSet(name: string): string {
     let p = this.setNames.get(name);
     if (!p) this.setNames.set(name, (p = `${this.setPrefix}${this.setNames.size}`));
     return p;
