@@ -12,7 +12,8 @@ source ./libvirt-env.sh
 # Cheap and idempotent; needed after every boot, by every container start (no daemon restart).
 fix_hybrid_cgroups_for_lxc
 
-if libvirt_answers && lxc_answers && grep -qs '^user = "root"' /etc/libvirt/qemu.conf; then
+# ipset is checked here too: a machine whose libvirtd already runs must still get the agent's tool.
+if libvirt_answers && lxc_answers && grep -qs '^user = "root"' /etc/libvirt/qemu.conf && command -v ipset >/dev/null; then
   echo "libvirtd: running (uri $LIBVIRT_URI, socket $LIBVIRT_SOCKET; also $LXC_URI)"
   exit 0
 fi
