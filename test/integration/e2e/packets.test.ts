@@ -197,11 +197,17 @@ afterAll(async () => {
       throw new Error(`kubectl delete vmfilter: ${r.stderr.trim()} (finalizer removed)`);
     }
   });
-  await step('delete policies', () => kubectl(['delete', 'departmentpolicies,servicepolicies', '-l', `test=${P}`, '--ignore-not-found', '--timeout=60s']));
+  await step('delete policies', () => kubectl(['delete', 'departmentpolicies,servicepolicies,addressgroups', '-l', `test=${P}`, '--ignore-not-found', '--timeout=60s']));
   await step('stop agent', () => agent?.stop());
   await step('stop controller', () => controller?.stop());
   await step('remove container', () => removeDomain(DOMAIN));
   await step('undefine filters', () => undefineFilters(`nwf-vm-${P}`, `nwf-dept-${P}`));
+  // The agent removes unused sets in its collections; a run stopped before one leaves this file's.
+  await step('destroy kernel sets', () => {
+    for (const name of execFileSync('ipset', ['list', '-n'], { encoding: 'utf8' }).split('\n')) {
+      if (name.startsWith('nwf:') && name.includes(P.slice(0, 12))) execFileSync('ipset', ['destroy', name]);
+    }
+  });
   await step('forget flows', () => forgetFlows());
   await step('close lab', () => lab?.close());
   await step('remove temp dir', () => dir && rmSync(dir, { recursive: true, force: true }));
@@ -300,6 +306,44 @@ describe('operator end to end with real packets (LXC container on the lab bridge
     await waitVerdict('tcp 22', 'dropped', 10_000);
     await expectVerdicts(AFTER_DEPARTMENT_CHANGE);
     mark('probed after the department change');
+  });
+
+  it('an AddressGroup change reaches the running container as a kernel set update: no define, no device update, the probe flips', async () => {
+    const GROUP = `${P}-admins`;
+    const group = (addresses: string[]) => ({ apiVersion: API, kind: 'AddressGroup', metadata: { name: GROUP, labels }, spec: { addresses } });
+    const dept = department('deny');
+    const withGroupRule = {
+      ...dept,
+      spec: { ...dept.spec, rules: [...dept.spec.rules, { action: 'accept', direction: 'in', protocol: 'tcp', ports: [{ port: 80 }], sourceGroup: GROUP, comment: 'http from the admins' }] },
+    };
+    const hashBefore = vmObj().status!.appliedHash;
+    applyObjects([group(['203.0.113.0/24']), withGroupRule]);
+    await waitApplied('the group rule applied', (o) => o.status?.appliedHash !== hashBefore);
+    await expectVerdicts(AFTER_DEPARTMENT_CHANGE); // the peer is not in the group
+    const sets = () => execFileSync('ipset', ['list', '-n'], { encoding: 'utf8' }).split('\n').filter((n) => n.startsWith('nwf:') && n.includes(GROUP.slice(0, 12)));
+    expect(sets().length).toBeGreaterThan(0);
+
+    const [definesBefore, updatesBefore] = [await writes('define'), await writes('update-device')];
+    const syncsBefore = await agentMetric('nwfilter_operator_address_set_syncs_total', { result: 'ok' });
+    const appliedHash = vmObj().status!.appliedHash;
+    const deptXml = filterXml(departmentFilterName(DEPT));
+    applyObjects([group(['203.0.113.0/24', PEER.ipv4])]);
+    const flipStarted = performance.now();
+    await waitVerdict('tcp 80', 'open', 30_000);
+    mark(`group membership flipped the probe in ${Math.round(performance.now() - flipStarted)} ms`);
+    // The kernel set changed; libvirt was not asked for anything.
+    expect(await writes('define')).toBe(definesBefore);
+    expect(await writes('update-device')).toBe(updatesBefore);
+    expect(await agentMetric('nwfilter_operator_address_set_syncs_total', { result: 'ok' })).toBeGreaterThan(syncsBefore);
+    expect(filterXml(departmentFilterName(DEPT))).toBe(deptXml);
+    expect(vmObj().status!.appliedHash).toBe(appliedHash);
+    await expectVerdicts({ ...AFTER_DEPARTMENT_CHANGE, 'tcp 80': 'open' });
+
+    applyObjects([group(['203.0.113.0/24'])]);
+    await waitVerdict('tcp 80', 'dropped', 30_000);
+    await expectVerdicts(AFTER_DEPARTMENT_CHANGE);
+    expect(await writes('define')).toBe(definesBefore);
+    mark('group membership flipped back');
   });
 
   it('a running container\'s interface cannot change (LXC): a new binding parameter is refused live, reported, and arrives with the next start', async () => {
