@@ -1,6 +1,6 @@
-import type { Condition, DepartmentPolicy, Realization, ServicePolicy, VMFilter } from '../api/index.js';
+import type { AddressGroup, Condition, DepartmentPolicy, Realization, ServicePolicy, VMFilter } from '../api/index.js';
 import { findCondition, setCondition } from '../kube/conditions.js';
-import type { DepartmentResult, Diagnostic, VmResult } from '../policy/index.js';
+import { familyOfAddress, groupEntry, resolvePeers, type DepartmentResult, type Diagnostic, type VmResult } from '../policy/index.js';
 
 /** Condition types and reasons: docs/status.md documents each of them. */
 export const CONDITION = { accepted: 'Accepted', ready: 'Ready', applied: 'Applied' } as const;
@@ -16,6 +16,7 @@ export const REASON = {
   noVMs: 'NoVMs',
   removed: 'Removed',
   realizing: 'Realizing',
+  resolved: 'Resolved',
 } as const;
 
 function firstError(diagnostics: readonly Diagnostic[]): Diagnostic | undefined {
@@ -58,6 +59,7 @@ export const CONTROLLER_OWNED = {
   VMFilter: ['observedGeneration', 'conditions', 'filterName', 'ruleCount', 'desiredHash', 'effectiveServices'],
   DepartmentPolicy: ['observedGeneration', 'conditions', 'vms', 'filterName', 'ruleCount'],
   ServicePolicy: ['observedGeneration', 'conditions', 'vms'],
+  AddressGroup: ['observedGeneration', 'conditions', 'peerAddresses', 'peerCount', 'ipv4', 'ipv6'],
 } as const;
 
 /**
@@ -139,4 +141,44 @@ export function invalidSpecStatus(kind: string, generation: number | undefined, 
   conditions = setCondition(conditions, { type: CONDITION.accepted, status: 'False', reason: REASON.invalidSpec, message: text }, generation, now);
   conditions = setCondition(conditions, { type: CONDITION.ready, status: 'False', reason: REASON.invalidSpec, message: `${kind} is invalid; the last applied filters stay in place.` }, generation, now);
   return { observedGeneration: generation ?? 0, conditions };
+}
+
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * An AddressGroup's status: for spec.peers, the addresses (parameters.ip and ipv6) of the VMs it
+ * selects now, which the agents load into their kernel sets; for every group, its entries per family
+ * (spec.addresses and peers, counted as the sets hold them: parsed, duplicates once).
+ */
+export function addressGroupControllerStatus(group: AddressGroup, vms: Iterable<Pick<VMFilter, 'metadata' | 'spec'>>, now: Date): Record<string, unknown> {
+  const generation = group.metadata.generation;
+  const resolved = group.spec.peers ? resolvePeers(group.spec.peers, vms) : undefined;
+  const members = groupEntry({ metadata: group.metadata, spec: group.spec, status: { peerAddresses: resolved?.addresses ?? [] } }).members;
+  const ipv4 = members.filter((c) => familyOfAddress(c.address) === 4).length;
+  const ready = resolved
+    ? { reason: REASON.resolved, message: `${count(resolved.vms, 'VM', 'VMs')}, ${count(resolved.addresses.length, 'address', 'addresses')}.` }
+    : { reason: REASON.valid, message: `${count(members.length, 'address', 'addresses')}.` };
+  const prev = (group.status?.conditions ?? []).filter((c) => c.type === CONDITION.ready);
+  const conditions = setCondition(prev, { type: CONDITION.ready, status: 'True', ...ready }, generation, now);
+  return {
+    observedGeneration: generation ?? 0,
+    conditions,
+    ...(resolved ? { peerAddresses: resolved.addresses, peerCount: resolved.vms } : {}),
+    ipv4,
+    ipv6: members.length - ipv4,
+  };
+}
+
+/**
+ * An AddressGroup the schema refuses: every process ignores it (rules naming it do not compile), so
+ * the resolution it carries is left as it is rather than recomputed from a spec nobody reads.
+ */
+export function invalidGroupStatus(generation: number | undefined, current: Record<string, unknown> | undefined, field: string, message: string, now: Date): Record<string, unknown> {
+  const prev = ((current?.conditions ?? []) as Condition[]).filter((c) => c.type === CONDITION.ready);
+  const text = `${field}: ${message}. Rules that name this group do not compile; their VMs keep their last applied filter.`;
+  const conditions = setCondition(prev, { type: CONDITION.ready, status: 'False', reason: REASON.invalidSpec, message: text }, generation, now);
+  const kept = Object.fromEntries(CONTROLLER_OWNED.AddressGroup.filter((k) => k !== 'observedGeneration' && k !== 'conditions' && current?.[k] !== undefined).map((k) => [k, current![k]]));
+  return { ...kept, observedGeneration: generation ?? 0, conditions };
 }
