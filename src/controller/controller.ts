@@ -1,6 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
+import type { CustomRule, DepartmentPolicy, ServicePolicy, VMFilter } from '../api/index.js';
 import {
   ChangeFilter,
   EventRecorder,
@@ -23,12 +23,18 @@ import {
 import { PolicyIndex, type VmResult } from '../policy/index.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { Aggregates, type Contribution } from './aggregates.js';
+import { Fingerprints, groupMembersPrint, groupObjectPrint, peerInputsPrint } from './fingerprints.js';
+import { GroupReferences } from './group-references.js';
+import { PeerGroupWriter, peerGroupWrites } from './peer-group-writer.js';
+import { peerGroupAction } from './peer-groups.js';
 import {
   CONDITION,
   CONTROLLER_OWNED,
   REASON,
   VMFILTER_INPUTS,
+  addressGroupControllerStatus,
   departmentControllerStatus,
+  invalidGroupStatus,
   invalidSpecStatus,
   serviceControllerStatus,
   vmControllerStatus,
@@ -48,10 +54,13 @@ export interface ControllerOptions {
   concurrency?: number;
 }
 
+const groupKey = (name: string): string => `AddressGroup/${name}`;
+
 /**
- * Watches the three kinds and writes their status; manages the VMFilter finalizer. It never talks
- * to libvirt: the node agents apply filters and report `Applied`, from which `Ready` and the
- * realization counts are derived here.
+ * Watches our kinds and writes their status; manages the VMFilter finalizer and the AddressGroups of
+ * rules' peer selectors, whose members it resolves from the VMFilters (as the endpoints controller
+ * resolves a Service's selector). It never talks to libvirt: the node agents apply filters and
+ * report `Applied`, from which `Ready` and the realization counts are derived here.
  */
 export class Controller {
   private readonly informers: PolicyInformers;
@@ -69,13 +78,25 @@ export class Controller {
    */
   private readonly uncounted = new Set<string>();
   private readonly vmChanges = new ChangeFilter({ ...VMFILTER_INPUTS, finalizers: true });
+  /** Which objects' rules name which AddressGroups; kept by the informer events, complete once every cache synced. */
+  private readonly references = new GroupReferences();
+  private readonly peerInputs = new Fingerprints();
+  private readonly groupObjects = new Fingerprints();
+  private readonly groupMembers = new Fingerprints();
+  private readonly peerGroups: PeerGroupWriter;
+  /** User groups holding the name of a rule's selector, warned about once each. */
+  private readonly clashes = new Set<string>();
 
   constructor(private readonly o: ControllerOptions) {
     this.log = o.log;
     this.informers = createPolicyInformers(o.clients, o.log, o.metrics, o.resyncMs);
-    this.index = new PolicyIndex({ services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy') }, { cacheVms: false });
+    this.index = new PolicyIndex(
+      { services: () => this.typed('ServicePolicy'), departments: () => this.typed('DepartmentPolicy'), addressGroups: () => this.typed('AddressGroup') },
+      { cacheVms: false },
+    );
     this.status = new StatusWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, (kind) => o.metrics.statusWrites.inc({ kind }));
     this.events = new EventRecorder(o.clients.events, 'nwfilter.infinibay.io/controller', o.identity, o.log);
+    this.peerGroups = new PeerGroupWriter(o.clients.custom, CONTROLLER_FIELD_MANAGER, o.log, peerGroupWrites(o.metrics.registry));
     // Events enqueue from the first list on, but nothing is reconciled before run(): a VMFilter
     // compiled before the departments' cache synced would get a false DepartmentNotFound.
     // Its reconciles wait on the API server, not on this process: 16 in flight hide that latency.
@@ -94,12 +115,19 @@ export class Controller {
     const vmKey = (o: KubernetesObject): string => `VMFilter/${o.metadata!.name}`;
     const departmentOf = (o: KubernetesObject | undefined): unknown => (o as { spec?: { department?: unknown } } | undefined)?.spec?.department;
     this.informers.VMFilter.onChange((o) => {
+      const name = o.metadata!.name!;
+      const current = this.informers.VMFilter.get(name);
+      this.track('VMFilter', name, current);
+      // Which VMs a selector picks and their addresses: every group with peers is resolved again,
+      // coalesced (they are few; a burst of 1,000 new VMs is one resolution per group).
+      if (this.peerInputs.changed(name, peerInputsPrint(current))) this.resolvePeersLater();
       // Its reconcile recounts it and re-queues only the aggregates whose counts changed. Updates
       // of nothing it reads (its own status writes) re-queue nothing.
-      if (this.vmChanges.changed(o.metadata!.name!, this.informers.VMFilter.get(o.metadata!.name!))) this.queue.add(vmKey(o));
+      if (this.vmChanges.changed(name, current)) this.queue.add(vmKey(o));
     });
     // Status-only updates (the controller's own writes among them) change nothing compiled.
-    onSpecChange(this.informers.DepartmentPolicy, (o) => {
+    onSpecChange(this.informers.DepartmentPolicy, (o, change) => {
+      this.track('DepartmentPolicy', o.metadata!.name!, change === 'deleted' ? undefined : o);
       this.index.invalidate();
       this.queue.add(`DepartmentPolicy/${o.metadata!.name}`);
       for (const v of this.informers.VMFilter.list()) if (departmentOf(v) === o.metadata!.name) this.queue.add(vmKey(v));
@@ -118,13 +146,68 @@ export class Controller {
       });
       this.informers[kind].onResync((objs) => objs.forEach((o) => this.queue.add(`${kind}/${o.metadata!.name}`)));
     }
+    this.wireGroups();
+  }
+
+  private wireGroups(): void {
+    const groups = this.informers.AddressGroup;
+    groups.onChange((o) => {
+      const name = o.metadata!.name!;
+      const current = groups.get(name);
+      if (this.groupObjects.changed(name, groupObjectPrint(current))) this.queue.add(groupKey(name));
+      // The group appeared, went, or its members changed: the compiles that read it change.
+      if (this.groupMembers.changed(name, groupMembersPrint(current))) {
+        this.index.invalidate();
+        this.requeueUsersOf(name);
+      }
+    });
+    groups.on('delete', (o) => {
+      this.status.forget('AddressGroup', o.metadata!.name!, o.metadata?.uid);
+      this.clashes.delete(o.metadata!.name!);
+    });
+    // Names only a rule knows (a managed group deleted by hand) come back through the rule's object.
+    groups.onResync((objs) => objs.forEach((o) => this.queue.add(groupKey(o.metadata!.name!))));
+  }
+
+  /**
+   * Records which groups a DepartmentPolicy's or VMFilter's rules name (nothing when it is gone or
+   * does not parse). Peer groups it started or stopped using are reconciled: created or deleted.
+   */
+  private track(kind: 'VMFilter' | 'DepartmentPolicy', name: string, raw: KubernetesObject | undefined): void {
+    const parsed = raw ? parseObject(kind, raw) : undefined;
+    const rules: readonly CustomRule[] | undefined = parsed?.ok ? parsed.value.spec.rules : undefined;
+    for (const group of this.references.set(`${kind}/${name}`, rules)) this.queue.add(groupKey(group));
+  }
+
+  private resolvePeersLater(): void {
+    for (const g of this.informers.AddressGroup.list()) {
+      if ((g as { spec?: { peers?: unknown } }).spec?.peers !== undefined) this.queue.addAfter(groupKey(g.metadata!.name!), this.o.coalesceMs);
+    }
+  }
+
+  /**
+   * The objects whose compile reads the group: those whose rules name it and the members of the
+   * departments among them (a department's rules are in each member's tree). Only these, not every
+   * VM: a peer group's members change whenever a VM of its department comes or goes.
+   */
+  private requeueUsersOf(group: string): void {
+    const departments = new Set<string>();
+    for (const owner of this.references.ownersOf(group)) {
+      this.queue.add(owner);
+      if (owner.startsWith('DepartmentPolicy/')) departments.add(owner.slice('DepartmentPolicy/'.length));
+    }
+    if (departments.size === 0) return;
+    for (const v of this.informers.VMFilter.list()) {
+      const department = (v as { spec?: { department?: unknown } }).spec?.department;
+      if (typeof department === 'string' && departments.has(department)) this.queue.add(`VMFilter/${v.metadata!.name}`);
+    }
   }
 
   get synced(): boolean {
     return allSynced(this.informers);
   }
 
-  /** Starts the watches; returns when all three have synced. Reconciling starts with `run()`. */
+  /** Starts the watches; returns when all have synced. Reconciling starts with `run()`. */
   async startInformers(): Promise<void> {
     await Promise.all(Object.values(this.informers).map((i) => i.start()));
   }
@@ -135,6 +218,9 @@ export class Controller {
     for (const kind of ['VMFilter', 'DepartmentPolicy', 'ServicePolicy'] as const) {
       for (const o of this.informers[kind].list()) this.queue.add(`${kind}/${o.metadata!.name}`);
     }
+    // Existing groups (status, or deletion when unused) and the peer groups rules use (creation).
+    for (const o of this.informers.AddressGroup.list()) this.queue.add(groupKey(o.metadata!.name!));
+    for (const name of this.references.peerGroups()) this.queue.add(groupKey(name));
     this.queue.start();
   }
 
@@ -153,6 +239,7 @@ export class Controller {
     try {
       if (kind === 'VMFilter') await this.reconcileVm(name);
       else if (kind === 'DepartmentPolicy') await this.reconcileDepartment(name);
+      else if (kind === 'AddressGroup') await this.reconcileGroup(name);
       else await this.reconcileService(name);
     } catch (err) {
       this.o.metrics.errors.inc({ component: 'controller' });
@@ -266,5 +353,63 @@ export class Controller {
     const svc = parsed.value;
     const status = serviceControllerStatus(svc, this.aggregates.service(name), now);
     await this.status.write('ServicePolicy', name, svc.metadata.uid, status, { status: (raw as { status?: Record<string, unknown> }).status, owned: CONTROLLER_OWNED.ServicePolicy });
+  }
+
+  /**
+   * One AddressGroup name: create the peer group a rule needs, restore or delete a managed one, and
+   * resolve the status of any that exists.
+   */
+  private async reconcileGroup(name: string): Promise<void> {
+    // Never fail open while starting: before every cache synced, an empty (or partial) VMFilter cache
+    // would resolve each peer group to no members and the references would say no rule uses a group,
+    // so peer groups would be emptied or deleted, and every agent would drop those VMs' addresses
+    // from its kernel sets (a VM's filter would no longer accept, or drop, what its rules say). The
+    // queue starts only in run(), after the sync; this keeps it so for any other caller.
+    if (!this.synced) {
+      this.queue.addAfter(groupKey(name), this.o.coalesceMs);
+      return;
+    }
+    const raw = this.informers.AddressGroup.get(name);
+    const action = peerGroupAction(raw, this.references.peerSelector(name));
+    if (action.do === 'nothing') return;
+    if (action.do === 'create') {
+      // Resolved at once rather than on the add event, so that agents see an empty peer group for as
+      // short a time as possible.
+      const created = await this.peerGroups.create(name, action.selector);
+      // Not created: one exists that the cache has not seen yet; its add event brings the name back.
+      if (created) await this.writeGroupStatus(created);
+      return;
+    }
+    if (action.do === 'repair' || action.do === 'delete') {
+      const done = action.do === 'repair' ? await this.peerGroups.repair(raw!, action.selector) : await this.peerGroups.delete(raw!);
+      // Lost to a newer version than the cache's: decided again on what the cache has by then. (The
+      // newer version may be only a status write of ours, whose event re-queues nothing.) Done: the
+      // update or delete event brings the name back.
+      if (!done) this.queue.addAfter(groupKey(name), this.o.coalesceMs);
+    } else {
+      if (action.clash && !this.clashes.has(name)) {
+        this.clashes.add(name);
+        this.log.warn({ addressGroup: name }, 'an AddressGroup not made by the controller holds the name of a rule\'s peer selector and selects something else; rules use its members');
+      }
+      await this.writeGroupStatus(raw!);
+    }
+  }
+
+  private async writeGroupStatus(raw: KubernetesObject): Promise<void> {
+    const name = raw.metadata!.name!;
+    const parsed = parseObject('AddressGroup', raw);
+    const current = (raw as { status?: Record<string, unknown> }).status;
+    const now = new Date();
+    if (!parsed.ok) {
+      const status = invalidGroupStatus(raw.metadata?.generation, current, parsed.field, parsed.message, now);
+      await this.status.write('AddressGroup', name, raw.metadata?.uid, status, { status: current, owned: CONTROLLER_OWNED.AddressGroup });
+      return;
+    }
+    const group = parsed.value;
+    const status = addressGroupControllerStatus(group, group.spec.peers ? this.typed('VMFilter') : [], now);
+    const wrote = await this.status.write('AddressGroup', name, group.metadata.uid, status, { status: current, owned: CONTROLLER_OWNED.AddressGroup });
+    if (group.spec.peers) {
+      this.log.debug({ addressGroup: name, peerCount: status.peerCount, addresses: (status.peerAddresses as string[]).length, wrote }, 'peer group resolved');
+    }
   }
 }
