@@ -14,7 +14,7 @@ import { kubectl, kubectlOk, waitFor } from '../../helpers/kubectl.js';
 const CHART = 'charts/nwfilter-operator';
 const NS = `nwf-chart-${Date.now().toString(36)}`;
 const RELEASE = `nwf${Date.now().toString(36).slice(-5)}`;
-const CRDS = ['servicepolicies', 'departmentpolicies', 'vmfilters'].map((p) => `${p}.nwfilter.infinibay.io`);
+const CRDS = ['servicepolicies', 'departmentpolicies', 'vmfilters', 'addressgroups'].map((p) => `${p}.nwfilter.infinibay.io`);
 
 function helm(...args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync('helm', args, { encoding: 'utf8', env: process.env });
@@ -365,6 +365,11 @@ describe('helm chart on the API server', () => {
     ['controller', 'list', 'secrets', false],
     ['controller', 'delete', 'vmfilters.nwfilter.infinibay.io', false],
     ['controller', 'create', 'pods', false],
+    ['controller', 'watch', 'addressgroups.nwfilter.infinibay.io', true],
+    ['controller', 'create', 'addressgroups.nwfilter.infinibay.io', true],
+    ['controller', 'delete', 'addressgroups.nwfilter.infinibay.io', true],
+    ['controller', 'patch', 'addressgroups.nwfilter.infinibay.io/status', true],
+    ['controller', 'delete', 'departmentpolicies.nwfilter.infinibay.io', false],
     ['agent', 'list', 'servicepolicies.nwfilter.infinibay.io', true],
     ['agent', 'watch', 'vmfilters.nwfilter.infinibay.io', true],
     ['agent', 'patch', 'vmfilters.nwfilter.infinibay.io/status', true],
@@ -374,6 +379,10 @@ describe('helm chart on the API server', () => {
     ['agent', 'create', 'events', false],
     ['agent', 'get', 'secrets', false],
     ['agent', 'update', 'leases.coordination.k8s.io', false],
+    ['agent', 'list', 'addressgroups.nwfilter.infinibay.io', true],
+    ['agent', 'watch', 'addressgroups.nwfilter.infinibay.io', true],
+    ['agent', 'create', 'addressgroups.nwfilter.infinibay.io', false],
+    ['agent', 'patch', 'addressgroups.nwfilter.infinibay.io/status', false],
   ] as const)('RBAC: %s may %s %s: %s', (sa, verb, resource, allowed) => {
     const [res, sub] = resource.split('/');
     const args = ['auth', 'can-i', verb, res!, ...(sub ? [`--subresource=${sub}`] : []), `--as=system:serviceaccount:${NS}:${RELEASE}-nwfilter-operator-${sa}`, '-n', NS];
@@ -437,7 +446,7 @@ describe('helm chart: the catalog on a reinstall', () => {
   afterAll(() => {
     helm('uninstall', REL2, '-n', NS2);
     // Waits for the CRDs to go (with their objects), so that no test after this one sees them in discovery.
-    kubectl(['delete', 'crd', ...['servicepolicies', 'departmentpolicies', 'vmfilters'].map((p) => `${p}.${GROUP}`), '--timeout=120s']);
+    kubectl(['delete', 'crd', ...CRDS.map((c) => c.replace('nwfilter.infinibay.io', GROUP)), '--timeout=120s']);
     kubectl(['delete', 'namespace', NS2, '--wait=false']);
   });
   const catalog = () => kubectlOk(['get', SP, '-o', 'name']).trim().split('\n').filter(Boolean);
