@@ -18,19 +18,27 @@ const COMMANDS: Record<string, CommandInfo> = {
   render: {
     run: async (argv, out) => (await import('./cli/render.js')).runRender(argv, out),
     usage: 'nwfilter-operator render -f <file|dir>... -o <dir>',
-    help: async () => ['Writes <dir>/<filter>.xml for every filter: exactly the XML the agent defines.', '', FILES, '  -o, --output <dir>     where to write (created if missing)'].join('\n'),
+    help: async () =>
+      [
+        'Writes <dir>/<filter>.xml for every filter: exactly the XML the agent defines; and <dir>/ipsets.txt, the kernel IP sets of address',
+        'groups and peers as `ipset restore` reads them (members as the input resolves them).',
+        '',
+        FILES,
+        '  -o, --output <dir>     where to write (created if missing)',
+      ].join('\n'),
   },
   explain: {
     run: async (argv, out) => (await import('./cli/explain.js')).runExplain(argv, out),
-    usage:
-      'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> [port] [from|to <ip>] [sport <n>] [host]" [--closed] [--json]',
+    usage: 'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <proto> [port] [icmp type] [from|to <ip>] [sport <n>] [ipv6] [host]" [--closed] [--json]',
     help: async () =>
       [
         "Says what the kernel does to a connection of a VM, evaluated on the iptables rules libvirt makes of its filters.",
         '',
         FILES,
         '  --vm <name>            the VMFilter',
-        '  --packet "<spec>"      <in|out> <tcp|udp|sctp|icmp> [port] [from|to <ip>] [sport <n>] [host]; an IPv6 address makes it IPv6',
+        '  --packet "<spec>"      <in|out> <tcp|udp|sctp|icmp> [port] [from|to <ip>] [sport <n>] [ipv6] [host]; an IPv6 address (or ipv6) makes',
+        '                         it IPv6; ICMP: an echo by default, or a type by name (echo-request, destination-unreachable, router-advertisement,',
+        '                         neighbor-solicitation, ...) or by number (type 13 [code 0]), which is evaluated as one packet on its own',
         '  --closed               nothing listens on the port (what a refused or dropped connection looks like)',
         '  --json                 the same as JSON',
       ].join('\n'),
@@ -105,4 +113,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `explain ... | head` closes the pipe early: that is the reader's choice, not an error of ours.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 process.exitCode = await main(process.argv.slice(2));

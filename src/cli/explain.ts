@@ -1,11 +1,18 @@
 import { parseArgs } from 'node:util';
+import { icmpTypeNumber } from '../api/index.js';
 import {
   EPHEMERAL_PORT,
+  ICMP_REQUESTS,
   UNKNOWN_ADDRESS,
   evaluate,
+  evaluateDelivery,
   explainConnection,
+  firstPacketState,
+  instantiateTree,
   iptablesText,
   parsePacket,
+  setMembersOf,
+  setPortsText,
   type ConnectionResult,
   type Decision,
   type NwFilter,
@@ -15,7 +22,8 @@ import { formatDiagnostic, loadAndCompile } from './load.js';
 import { UsageError } from './usage-error.js';
 
 export const EXPLAIN_USAGE =
-  'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> --packet "<in|out> <tcp|udp|sctp|icmp> [port] [from|to <ip>] [sport <n>] [host]" [--closed] [--json]';
+  'nwfilter-operator explain -f <file|dir>... --vm <VMFilter> ' +
+  '--packet "<in|out> <tcp|udp|sctp|icmp> [port] [<icmp-type-name> | type <n> [code <n>]] [from|to <ip>] [sport <n>] [ipv6] [host]" [--closed] [--json]';
 
 /** A documentation address stands in for the remote side when --packet names none. */
 const UNKNOWN_REMOTE = { 4: '192.0.2.1', 6: '2001:db8::1' } as const;
@@ -31,7 +39,12 @@ function describeRule(rule: NwRule): string {
 
 function ruleLine(rule: NwRule, filter: string | undefined): string {
   const ports = rule.dstPortStart !== undefined ? ` ${rule.dstPortStart}${rule.dstPortEnd !== rule.dstPortStart ? `-${rule.dstPortEnd}` : ''}` : '';
-  return `priority ${rule.priority} in filter ${filter}: ${rule.action} ${rule.direction} ${rule.protocol}${ports} (${rule.comment})`;
+  const icmp = rule.icmpType !== undefined ? ` type ${rule.icmpType}${rule.icmpCode !== undefined ? `/${rule.icmpCode}` : ''}` : '';
+  // A group rule is an `all` rule whose kernel set carries the addresses and the ports.
+  const set = rule.set
+    ? ` with set ${rule.set.name} (${rule.set.flags}: AddressGroup ${rule.set.group}${rule.set.ports ? ` x ${setPortsText(rule.set.ports)}` : ''})`
+    : '';
+  return `priority ${rule.priority} in filter ${filter}: ${rule.action} ${rule.direction} ${rule.protocol}${ports}${icmp}${set} (${rule.comment})`;
 }
 
 function writeText(out: NodeJS.WritableStream, first: Decision, conn: ConnectionResult, port: string): void {
@@ -91,11 +104,38 @@ export function runExplain(argv: string[], out: NodeJS.WritableStream): number {
   if (!vm) throw new UsageError(`VMFilter "${values.vm}" not found in the input`);
   if (!vm.ok) throw new UsageError(vm.diagnostics.map(formatDiagnostic).join('\n'));
   const family = packet.family ?? 4;
-  const local = vm.spec.parameters?.ip?.find((ip) => ip.includes(':') === (family === 6)) ?? UNKNOWN_ADDRESS[family];
+  const local = (family === 6 ? vm.spec.parameters?.ipv6?.[0] : vm.spec.parameters?.ip?.[0]) ?? UNKNOWN_ADDRESS[family];
   const remote = packet.remote ?? UNKNOWN_REMOTE[family];
   const filters = new Map<string, NwFilter>([...compiled.filters].map(([n, f]) => [n, f.filter]));
   const root = vm.filter.filter.name;
-  const first = evaluate(root, filters, { ...packet, local, remote });
+  // Address groups and peers: the members their kernel sets hold for this compile.
+  const sets = setMembersOf(vm.sets);
+  const icmpType = packet.icmp ? icmpTypeNumber({ ...packet.icmp }, family) : undefined;
+  if (packet.icmp && icmpType === undefined) throw new UsageError(`ICMP type ${packet.icmp.name} does not exist in IPv${family}`);
+  // An ICMP message other than an echo request starts no connection: one packet on its own.
+  if (icmpType !== undefined && icmpType !== [...ICMP_REQUESTS[family].keys()][0]) {
+    const { instances } = instantiateTree(root, filters);
+    const [src, dst] = packet.direction === 'in' ? [remote, local] : [local, remote];
+    const q = { direction: packet.direction, family, protocol: 'icmp' as const, src, dst, icmpType, icmpCode: packet.icmp?.code ?? 0, remoteIsHost: packet.remoteIsHost === true };
+    const d = evaluateDelivery(instances, q, sets);
+    const state = firstPacketState(family, family === 4 ? 'icmp' : 'icmpv6', icmpType);
+    const instance = d.instance ? iptablesText(d.instance, 'PORT') : null;
+    if (values.json) {
+      out.write(JSON.stringify({ decision: d.verdict, rule: d.instance ? { ...d.instance.rule, filter: d.instance.filter } : null, ctstate: state, instance }, null, 2) + '\n');
+      return 0;
+    }
+    out.write(`decision: ${d.verdict.toUpperCase()}\n`);
+    out.write(`packet:   ICMPv${family === 4 ? '4' : '6'} type ${icmpType} code ${q.icmpCode}, on its own: conntrack calls it ${state}\n`);
+    if (d.instance) {
+      out.write(`level:    ${describeRule(d.instance.rule)}\n`);
+      out.write(`rule:     ${ruleLine(d.instance.rule, d.instance.filter)}\n`);
+      out.write(`by:       ${instance}\n`);
+    } else {
+      out.write(`rule:     none matched (${d.considered} looked at): the host's own chains decide\n`);
+    }
+    return 0;
+  }
+  const first = evaluate(root, filters, { ...packet, local, remote }, sets);
   const conn = explainConnection(root, filters, {
     direction: packet.direction,
     protocol: packet.protocol,
@@ -106,7 +146,7 @@ export function runExplain(argv: string[], out: NodeJS.WritableStream): number {
     remoteAddress: remote,
     remoteIsHost: packet.remoteIsHost === true,
     listening: !values.closed,
-  });
+  }, sets);
   if (values.json) {
     out.write(
       JSON.stringify(

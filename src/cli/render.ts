@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { resolve, sep } from 'node:path';
+import { join, resolve, sep } from 'node:path';
+import { setEntries, type AddressSet, type CompiledPolicy } from '../policy/index.js';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, loadAndCompile } from './load.js';
 import { UsageError } from './usage-error.js';
@@ -16,7 +17,21 @@ export function outputPath(dir: string, filter: string): string {
   return file;
 }
 
-/** Writes <dir>/<filter>.xml for every filter: exactly the XML the agent defines. */
+/** Every kernel set any compiled VM matches (one per name: the same group and ports give the same members). */
+function setsOfCompile(compiled: CompiledPolicy): AddressSet[] {
+  const byName = new Map<string, AddressSet>();
+  for (const v of compiled.vms.values()) if (v.ok) for (const s of v.sets) byName.set(s.name, s);
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** The sets as `ipset restore` reads them: what an agent puts in the kernel for this input. */
+function ipsetRestoreText(sets: readonly AddressSet[]): string {
+  return sets
+    .flatMap((s) => [`create ${s.name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem 65536`, ...setEntries(s).map((e) => `add ${s.name} ${e}`)])
+    .join('\n') + '\n';
+}
+
+/** Writes <dir>/<filter>.xml for every filter: exactly the XML the agent defines, and the kernel sets. */
 export function runRender(argv: string[], out: NodeJS.WritableStream): number {
   const { values } = parseArgs({
     args: argv,
@@ -30,10 +45,13 @@ export function runRender(argv: string[], out: NodeJS.WritableStream): number {
   const files = [...compiled.filters].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, f]) => [outputPath(values.output!, name), f.xml] as const);
   mkdirSync(values.output, { recursive: true });
   for (const [file, xml] of files) writeFileSync(file, xml);
+  const sets = setsOfCompile(compiled);
+  if (sets.length > 0) writeFileSync(join(values.output, 'ipsets.txt'), ipsetRestoreText(sets));
   for (const d of compiled.diagnostics) out.write(formatDiagnostic(d) + '\n');
   const vms = [...compiled.vms.values()].filter((v) => v.ok).length;
   out.write(
-    `rendered ${compiled.filters.size} filters (1 global, ${[...compiled.departments.values()].filter((d) => d.ok).length} department, ${vms} VM) into ${values.output}\n`,
+    `rendered ${compiled.filters.size} filters (1 global, ${[...compiled.departments.values()].filter((d) => d.ok).length} department, ${vms} VM)` +
+      `${sets.length > 0 ? ` and ${sets.length} kernel IP sets (ipsets.txt)` : ''} into ${values.output}\n`,
   );
   return 0;
 }

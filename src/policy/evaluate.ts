@@ -1,3 +1,4 @@
+import { ICMP_TYPE_NAMES, type IcmpTypeName } from '../api/index.js';
 import { firstPacketState } from './conntrack.js';
 import { cidrContains, ipv4ToInt, ipv6ToBigInt, isIpv6 } from './ip.js';
 import type { NwFilter, NwRule, SetMembers } from './model.js';
@@ -359,27 +360,50 @@ export function evaluate(root: string, filters: ReadonlyMap<string, NwFilter>, p
   };
 }
 
-/** Parses "<in|out> <proto> [port] [from|to <ip>] [sport N] [host]" as the CLI's --packet takes it. */
-export function parsePacket(text: string): Packet & { sourcePort?: number } {
+/** An ICMP message of a --packet: by name (both families) or by number, with an optional code. */
+export interface PacketIcmp {
+  name?: IcmpTypeName;
+  type?: number;
+  code?: number;
+}
+
+/**
+ * Parses "<in|out> <proto> [port] [icmp-type-name | type N [code C]] [from|to <ip>] [sport N] [ipv6] [host]"
+ * as the CLI's --packet takes it. `ipv6` picks the family when no address says it.
+ */
+export function parsePacket(text: string): Packet & { sourcePort?: number; icmp?: PacketIcmp } {
   const words = text.trim().split(/\s+/);
   const [direction, protocol, ...rest] = words;
   if (direction !== 'in' && direction !== 'out') throw new Error(`packet: direction must be "in" or "out", got "${direction ?? ''}"`);
   if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp' && protocol !== 'icmp') {
     throw new Error(`packet: protocol must be tcp, udp, sctp or icmp, got "${protocol ?? ''}"`);
   }
-  const packet: Packet & { sourcePort?: number } = { direction, protocol };
-  for (let i = 0; i < rest.length; i++) {
-    const w = rest[i]!;
+  const packet: Packet & { sourcePort?: number; icmp?: PacketIcmp } = { direction, protocol };
+  const number = (word: string, max: number): number => {
+    const w = rest.shift();
+    if (w === undefined || !/^\d+$/.test(w) || Number(w) > max) throw new Error(`packet: "${word}" needs a number 0..${max}`);
+    return Number(w);
+  };
+  while (rest.length > 0) {
+    const w = rest.shift()!;
     if (/^\d+$/.test(w)) {
       packet.port = portNumber(w);
     } else if (w === 'sport') {
-      const p = rest[++i];
+      const p = rest.shift();
       if (p === undefined || !/^\d+$/.test(p)) throw new Error('packet: "sport" needs a port number');
       packet.sourcePort = portNumber(p);
     } else if (w === 'host') {
       packet.remoteIsHost = true;
+    } else if (w === 'ipv6') {
+      packet.family = 6;
+    } else if (w === 'type' || w === 'code') {
+      if (protocol !== 'icmp') throw new Error(`packet: "${w}" is for icmp`);
+      packet.icmp = { ...packet.icmp, [w]: number(w, 255) };
+    } else if ((ICMP_TYPE_NAMES as readonly string[]).includes(w)) {
+      if (protocol !== 'icmp') throw new Error(`packet: "${w}" is an ICMP type`);
+      packet.icmp = { ...packet.icmp, name: w as IcmpTypeName };
     } else if (w === 'from' || w === 'to') {
-      const ip = rest[++i];
+      const ip = rest.shift();
       if (ip === undefined) throw new Error(`packet: "${w}" needs an address`);
       if (isIpv6(ip)) {
         ipv6ToBigInt(ip);
@@ -395,6 +419,7 @@ export function parsePacket(text: string): Packet & { sourcePort?: number } {
   }
   if (packet.protocol !== 'icmp' && packet.port === undefined) throw new Error('packet: tcp, udp and sctp need a port');
   if (packet.protocol === 'icmp' && packet.port !== undefined) throw new Error('packet: icmp takes no port');
+  if (packet.icmp && packet.icmp.name === undefined && packet.icmp.type === undefined) throw new Error('packet: an ICMP code needs a type');
   return packet;
 }
 

@@ -59,6 +59,7 @@ describe('nwfilter-operator render', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/rendered 7 filters \(1 global, 2 department, 4 VM\)/);
     expect(readdirSync(out).sort()).toEqual([
+      'ipsets.txt',
       'nwf-dept-engineering.xml',
       'nwf-dept-finance.xml',
       'nwf-global.xml',
@@ -70,6 +71,15 @@ describe('nwfilter-operator render', () => {
     const vm = readFileSync(join(out, 'nwf-vm-eng-web-01.xml'), 'utf8');
     expect(vm).toContain('<filterref filter="nwf-dept-engineering"/>');
     expect(vm).toMatch(/<uuid>[0-9a-f-]{36}<\/uuid>/);
+    // The kernel sets an agent keeps for these policies: the office group with the ssh port, and the
+    // peers of engineering (both example engineering VMs) with the metrics port.
+    const sets = readFileSync(join(out, 'ipsets.txt'), 'utf8');
+    expect(r.stdout).toContain('and 6 kernel IP sets (ipsets.txt)');
+    expect(sets).toMatch(/^create nwf:4-office-netwo-[0-9a-f]{12} hash:net,port family inet maxelem 65536$/m);
+    expect(sets).toMatch(/^add nwf:4-office-netwo-[0-9a-f]{12} 10\.20\.0\.0\/16,tcp:22$/m);
+    expect(sets).toMatch(/^add nwf:6-office-netwo-[0-9a-f]{12} fd00:20::\/48,tcp:22$/m);
+    expect(sets).toMatch(/^add nwf:4-peers-[0-9a-f-]+ 10\.10\.0\.21\/32,tcp:9100$/m);
+    expect(readFileSync(join(out, 'nwf-dept-engineering.xml'), 'utf8')).toMatch(/<all ipset="nwf:4-office-netwo-[0-9a-f]{12}" ipsetflags="src,dst"/);
   });
 
   it('exits 2 with a message naming the resource and the field on invalid input', () => {
@@ -169,6 +179,28 @@ describe('nwfilter-operator explain', () => {
     const finance = cli('explain', '-f', 'examples', '--vm', 'fin-desk-01', '--packet', 'in tcp 8080 from 192.0.2.1');
     expect(finance.stdout).toContain('outcome:  refused');
     expect(finance.stdout).toContain('REJECT is sent by the host');
+  });
+
+  it('explains address groups, peers and ICMP types with the members and conntrack states the kernel sees', () => {
+    const office = cli('explain', '-f', 'examples', '--vm', 'eng-db-01', '--packet', 'in tcp 22 from 10.30.4.5');
+    expect(office.stdout).toContain('decision: ACCEPT');
+    expect(office.stdout).toMatch(/with set nwf:4-office-netwo-[0-9a-f]{12} \(src,dst: AddressGroup office-networks x tcp:22\)/);
+    // eng-web-01 is a peer of eng-db-01 by label (role: web): PostgreSQL from its IPv6 address opens, from another does not.
+    const peer = JSON.parse(cli('explain', '-f', 'examples', '--vm', 'eng-db-01', '--packet', 'in tcp 5432 from fd00:10::11', '--json').stdout) as { decision: string };
+    expect(peer.decision).toBe('accept');
+    const stranger = JSON.parse(cli('explain', '-f', 'examples', '--vm', 'eng-db-01', '--packet', 'in tcp 5432 from fd00:10::99', '--json').stdout) as { decision: string };
+    expect(stranger.decision).toBe('drop');
+    const timestamp = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in icmp timestamp-request from 10.1.1.1');
+    expect(timestamp.stdout).toContain('decision: DROP');
+    expect(timestamp.stdout).toContain('ICMPv4 type 13 code 0, on its own: conntrack calls it NEW');
+    const ra = JSON.parse(cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in icmp router-advertisement ipv6', '--json').stdout) as { decision: string; ctstate: string };
+    expect(ra).toMatchObject({ decision: 'drop', ctstate: 'UNTRACKED' });
+    const ns = JSON.parse(cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in icmp neighbor-solicitation ipv6', '--json').stdout) as { decision: string; rule: { origin: { what: string } } };
+    expect(ns).toMatchObject({ decision: 'accept', rule: { origin: { what: 'neighbor-discovery' } } });
+    const echo = cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'out icmp echo-request to fd00::1');
+    expect(echo.stdout).toContain('outcome:  open');
+    expect(cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in icmp code 3').stderr).toContain('an ICMP code needs a type');
+    expect(cli('explain', '-f', 'examples', '--vm', 'lab-standalone', '--packet', 'in icmp neighbor-solicitation').stderr).toContain('does not exist in IPv4');
   });
 
   it('rejects a malformed packet', () => {
