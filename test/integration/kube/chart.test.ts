@@ -64,7 +64,11 @@ describe('helm chart: lint and template', () => {
     expect(agent.env).toEqual([{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
     expect(agent.args).toEqual(expect.arrayContaining(['--quarantine=true', '--libvirt-socket=/var/run/libvirt/libvirt-sock', '--libvirt-uri=qemu:///system']));
     expect(pod.securityContext).toEqual({ runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } });
-    expect(agent.securityContext).toEqual({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    // Kernel IP sets (address groups) by default: the host's network namespace and CAP_NET_ADMIN, nothing more.
+    expect(agent.securityContext).toEqual({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(agent.args).toContain('--kernel-sets=ipset');
     // Only labelled hypervisors, no tolerate-everything, the socket directory read-only.
     expect(pod.nodeSelector).toEqual({ 'nwfilter.infinibay.io/hypervisor': 'true' });
     expect(pod.tolerations).toBeUndefined();
@@ -74,7 +78,7 @@ describe('helm chart: lint and template', () => {
     expect(ds!.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
     // `helm template` has no cluster: lookup answers empty and the whole catalog renders.
     const catalog = ofKind(objs, 'ServicePolicy');
-    expect(catalog).toHaveLength(22);
+    expect(catalog).toHaveLength(25);
     for (const c of catalog) {
       expect(c.metadata.annotations).toMatchObject({ 'helm.sh/hook': 'post-install', 'helm.sh/hook-delete-policy': 'hook-failed' });
     }
@@ -82,6 +86,14 @@ describe('helm chart: lint and template', () => {
     expect(ofKind(objs, 'ServiceMonitor')).toHaveLength(0);
     expect(ofKind(objs, 'PrometheusRule')).toHaveLength(0);
     expect(ofKind(objs, 'ConfigMap')).toHaveLength(0);
+  });
+
+  it('kernelSets off: no host network and no capability at all', () => {
+    const [ds] = ofKind(render('agent.kernelSets=off'), 'DaemonSet');
+    const pod = ds!.spec.template.spec;
+    expect(pod.hostNetwork).toBeUndefined();
+    expect(pod.containers[0].securityContext.capabilities).toEqual({ drop: ['ALL'] });
+    expect(pod.containers[0].args).toContain('--kernel-sets=off');
   });
 
   it('renders non-default values', () => {
@@ -132,7 +144,7 @@ describe('helm chart: lint and template', () => {
       privileged: false,
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'] },
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] },
       seLinuxOptions: { type: 'spc_t' },
     });
     expect(ds.securityContext).toEqual({ runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' }, seLinuxOptions: { level: 's0' } });
@@ -349,7 +361,7 @@ describe('helm chart on the API server', () => {
     for (const kind of ['deployment', 'daemonset']) expect(kubectl(['get', kind, '-n', NS, '-o', 'name']).stdout).toContain('nwfilter-operator');
     for (const sa of ['controller', 'agent']) expect(kubectl(['get', 'sa', '-n', NS, `${RELEASE}-nwfilter-operator-${sa}`]).code).toBe(0);
     const catalog = kubectlOk(['get', 'servicepolicies', '-l', 'nwfilter.infinibay.io/catalog=default', '-o', 'name']).trim().split('\n');
-    expect(catalog).toHaveLength(22);
+    expect(catalog).toHaveLength(25);
     expect(catalog).toContain('servicepolicy.nwfilter.infinibay.io/ssh');
   });
 
@@ -455,7 +467,7 @@ describe('helm chart: the catalog on a reinstall', () => {
   it('first install, CRDs not served yet: every entry is created', () => {
     expect(kubectl(['get', 'crd', SP]).code).not.toBe(0);
     helmOk('install', REL2, chart, '-n', NS2, '--wait=false');
-    expect(catalog()).toHaveLength(22);
+    expect(catalog()).toHaveLength(25);
     expect(description('ssh')).toBe('Secure shell remote administration.');
   });
 
@@ -464,10 +476,10 @@ describe('helm chart: the catalog on a reinstall', () => {
     kubectlOk(['delete', SP, 'ftp']);
     helmOk('uninstall', REL2, '-n', NS2, '--wait', '--timeout', '60s');
     // The CRDs (resource-policy keep) and the hooks' objects outlive the release.
-    expect(catalog()).toHaveLength(21);
+    expect(catalog()).toHaveLength(24);
     helmOk('install', REL2, chart, '-n', NS2, '--wait=false');
     expect(description('ssh')).toBe('edited by the chart test');
-    expect(catalog()).toHaveLength(22);
+    expect(catalog()).toHaveLength(25);
     expect(description('ftp')).toBe('File transfer, control channel and passive data ports.');
     // Only ftp was missing: it is the only hook of this release.
     const hooks = parseAllDocuments(helmOk('get', 'hooks', REL2, '-n', NS2)).map((d) => d.toJS() as K8sObject).filter(Boolean);
