@@ -148,7 +148,8 @@ describe('peer groups', () => {
     await waitFor('reconciled after the restart', async () => (metricValue(await controller.metrics(), 'nwfilter_operator_reconcile_total', { kind: 'AddressGroup' }) >= 3 ? true : undefined));
     await new Promise((r) => setTimeout(r, 2000));
     const metrics = await controller.metrics();
-    expect(metricValue(metrics, 'nwfilter_operator_status_writes_total')).toBe(0);
+    const writes = Object.fromEntries(['VMFilter', 'DepartmentPolicy', 'ServicePolicy', 'AddressGroup'].map((kind) => [kind, metricValue(metrics, 'nwfilter_operator_status_writes_total', { kind })]));
+    expect(writes).toEqual({ VMFilter: 0, DepartmentPolicy: 0, ServicePolicy: 0, AddressGroup: 0 });
     expect(metricValue(metrics, 'nwfilter_operator_peer_group_writes_total')).toBe(0);
   });
 
