@@ -161,7 +161,13 @@ export class Agent {
       // all of them are decided again. A membership change reaches only the VMs whose sets come
       // from the group, and their reconcile updates set members without redefining a filter.
       if (change !== 'changed') this.enqueueAll();
-      else for (const vm of this.sets?.usersOf(group) ?? []) this.queue.add(vm);
+      else {
+        for (const vm of this.sets?.usersOf(group) ?? []) this.queue.add(vm);
+        // A VM waiting for the group's resolution (PeersNotResolved) is no user yet: decide it again too.
+        for (const [vm, reason] of this.reasons) {
+          if (reason === AGENT_REASON.compileFailed || reason === AGENT_REASON.quarantined) this.queue.add(vm);
+        }
+      }
     });
     this.o.libvirt.onDomainEvent((e) => this.onDomainEvent(e));
   }

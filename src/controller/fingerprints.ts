@@ -55,5 +55,7 @@ export function groupMembersPrint(raw: KubernetesObject | undefined): string | u
   if (!raw) return undefined;
   const parsed = parseObject('AddressGroup', raw);
   if (!parsed.ok) return 'invalid';
-  return canonicalJson(groupEntry(parsed.value).members.map((c) => `${c.address}/${c.prefix}`).sort());
+  // Whether it is resolved counts too: a group with peers is usable only once its generation is resolved.
+  const entry = groupEntry(parsed.value);
+  return canonicalJson({ resolved: entry.resolved, members: entry.members.map((c) => `${c.address}/${c.prefix}`).sort() });
 }

@@ -147,8 +147,20 @@ const NO_GROUPS: ReadonlyMap<string, GroupEntry> = new Map();
 function missingGroups(resource: ResourceRef, rules: readonly CustomRule[], groups: ReadonlyMap<string, GroupEntry>): Diagnostic[] {
   return rules.flatMap((r, i) => {
     const group = ruleGroup(r);
-    if (!group || groups.has(group.name)) return [];
+    const entry = group ? groups.get(group.name) : undefined;
+    if (!group || entry?.resolved) return [];
     const peers = r.sourcePeers ?? r.destinationPeers;
+    if (entry && !peers) {
+      return [
+        {
+          severity: 'error' as const,
+          resource,
+          field: `spec.rules[${i}].${r.sourceGroup ? 'sourceGroup' : 'destinationGroup'}`,
+          reason: 'PeersNotResolved',
+          message: `AddressGroup "${group.name}" selects peers that the controller has not resolved for its current generation yet`,
+        },
+      ];
+    }
     return [
       peers
         ? {
@@ -156,7 +168,7 @@ function missingGroups(resource: ResourceRef, rules: readonly CustomRule[], grou
             resource,
             field: `spec.rules[${i}].${r.sourcePeers ? 'sourcePeers' : 'destinationPeers'}`,
             reason: 'PeersNotResolved',
-            message: `${describeSelector(peers)} are not resolved yet (AddressGroup "${group.name}", made by the controller, does not exist)`,
+            message: `${describeSelector(peers)} are not resolved yet (AddressGroup "${group.name}", made and resolved by the controller, ${entry ? 'has no resolution of its current generation' : 'does not exist'})`,
           }
         : {
             severity: 'error' as const,

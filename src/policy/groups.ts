@@ -9,6 +9,12 @@ import { setPortText } from './rules.js';
 export interface GroupEntry {
   name: string;
   members: Cidr[];
+  /**
+   * False for a group with spec.peers that the controller has not resolved for its current
+   * generation yet: its members would be a guess (none at all right after the controller made it),
+   * and a `drop` from its peers would match nothing. Rules naming it do not compile meanwhile.
+   */
+  resolved: boolean;
 }
 
 /**
@@ -39,7 +45,8 @@ export function groupEntry(group: Pick<AddressGroup, 'metadata' | 'spec' | 'stat
       // status.peerAddresses is written by the controller from validated VMFilters; anything else is skipped.
     }
   }
-  return { name: group.metadata.name, members: [...seen.values()] };
+  const resolved = !group.spec.peers || (group.status?.observedGeneration !== undefined && group.status.observedGeneration === group.metadata.generation);
+  return { name: group.metadata.name, members: [...seen.values()], resolved };
 }
 
 /**
@@ -56,7 +63,7 @@ export function groupsOfInput(input: {
   const selectors = peerSelectorsOf([...input.departments.map((d) => d.spec.rules), ...input.vms.map((v) => v.spec.rules)]);
   for (const [name, selector] of selectors) {
     const { addresses } = resolvePeers(selector, input.vms);
-    groups.set(name, { name, members: addresses.map(parseCidr) });
+    groups.set(name, { name, members: addresses.map(parseCidr), resolved: true });
   }
   return groups;
 }
