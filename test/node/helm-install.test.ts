@@ -312,7 +312,7 @@ describe('helm install on a real node: the agent pod filters a VM on the host li
   });
 
   it('the examples apply, and the agent pod defines and attaches every example VM\'s filter', async () => {
-    applyObjects([...ex.services, ...ex.departments, ...ex.vms]);
+    applyObjects([...ex.addressGroups, ...ex.services, ...ex.departments, ...ex.vms]);
     for (const v of ex.vms) {
       const o = await waitApplied(v.metadata.name);
       expect(o.status?.nodeName).toBe(NODE_NAME);

@@ -340,15 +340,15 @@ describe('packet scenarios (real libvirt bindings, real sockets)', () => {
       departments: [],
       vms: [vm('v1', { parameters: { ip: [vm1.ipv4] } })],
     };
-    // Control: with an empty VMFilter the global defaults let ssh in and https out (IPv4: services
-    // do not open IPv6 yet, so IPv6 is closed either way).
+    // Control: with an empty VMFilter the global defaults let ssh in and https out, in both families
+    // (a service applies to IPv4 and IPv6).
     const compiled = await fx.apply(input, { v1: vm1 }, (f) => f, { rebind: true });
     const cases = (verdict: (open: Verdict) => Verdict): Case[] =>
       ([4, 6] as const).flatMap((family): Case[] => [
-        [tcp(peer, vm1, 22, family), family === 4 ? verdict('open') : 'dropped'],
-        [tcp('host', vm1, 22, family), family === 4 ? verdict('open') : 'dropped'],
-        [tcp(vm1, peer, 443, family), family === 4 ? verdict('open') : 'dropped'],
-        [tcp(vm1, 'host', 443, family), family === 4 ? verdict('open') : 'dropped'],
+        [tcp(peer, vm1, 22, family), verdict('open')],
+        [tcp('host', vm1, 22, family), verdict('open')],
+        [tcp(vm1, peer, 443, family), verdict('open')],
+        [tcp(vm1, 'host', 443, family), verdict('open')],
         [tcp(peer, vm1, 2222, family), 'dropped'],
         [udp(vm1, peer, 53, family), 'dropped'],
         [icmp(peer, vm1, family), 'dropped'],

@@ -33,7 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   kubectl(['delete', 'vmfilters', '-l', `test=${P}`, '--wait=true', '--timeout=60s']);
-  kubectl(['delete', 'departmentpolicies,servicepolicies', '-l', `test=${P}`]);
+  kubectl(['delete', 'departmentpolicies,servicepolicies,addressgroups', '-l', `test=${P}`]);
   await agent?.stop();
   await controller?.stop();
   for (const v of ex.vms) removeDomain(v.spec.domain.name!);
@@ -43,7 +43,7 @@ afterAll(async () => {
 
 describe('operator end to end', () => {
   it('applies the examples: every filter tree is in libvirt with the expected content and every VMFilter is Ready', async () => {
-    applyObjects([...ex.services, ...ex.departments, ...ex.vms]);
+    applyObjects([...ex.addressGroups, ...ex.services, ...ex.departments, ...ex.vms]);
     await waitFor('all VMFilters Ready', () => (allReady() ? true : undefined), 120_000);
     // The global filter holds every ServicePolicy of the cluster, not only this run's.
     const services = getJson<{ items: unknown[] }>(['servicepolicies']).items.map((raw) => {

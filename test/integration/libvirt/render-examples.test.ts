@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { beyondSchema } from '../../../src/libvirt/schema-gap.js';
 import { canonicalFilter, ruleProblems } from '../../../src/policy/index.js';
 
 const uri = process.env.LIBVIRT_DEFAULT_URI ?? 'qemu:///system';
@@ -19,14 +20,17 @@ describe('render output on a real libvirtd', () => {
     for (const name of [...defined].reverse()) virsh('nwfilter-undefine', name);
   });
 
-  it('every rendered filter is accepted by `virsh nwfilter-define --validate` and reads back unchanged', () => {
+  it('every rendered filter is accepted by `virsh nwfilter-define --validate` (or, beyond its schema, without it) and reads back unchanged', () => {
     execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'render', '-f', 'examples', '-o', out]);
     const files = readdirSync(out).filter((f) => f.endsWith('.xml')).sort((a, b) => Number(a.startsWith('nwf-vm-')) - Number(b.startsWith('nwf-vm-')) || (a < b ? -1 : 1));
     expect(files.length).toBe(7);
     // global and departments before the VM filters that reference them
     for (const file of files) {
       const name = file.replace(/\.xml$/, '');
-      const r = virsh('nwfilter-define', '--validate', join(out, file));
+      // libvirt's schema has no state/ipset on IPv6 elements although its driver has (schema-gap.ts):
+      // such a filter is defined as the agent does it, without --validate, and the read-back below judges it.
+      const xml = readFileSync(join(out, file), 'utf8');
+      const r = virsh('nwfilter-define', ...(beyondSchema(xml) ? [] : ['--validate']), join(out, file));
       expect(r.stderr, `${file}: ${r.stderr}`).toBe('');
       expect(r.status).toBe(0);
       defined.push(name);
