@@ -13,7 +13,8 @@ export function ipsetKernelSets(manager = new IpSetManager()): KernelSetPort {
       const want = new Map<string, DesiredSet>(desired.map((s) => [s.name, { family: s.family, type: s.type, members: s.entries }]));
       if (!destroyUnused) {
         for (const [name, k] of await manager.list(SET_PREFIX)) {
-          if (!want.has(name) && k.family && (k.type === 'hash:net' || k.type === 'hash:net,port')) {
+          // A `~` set is the manager's temporary one, left by an interrupted sync: it cleans those itself.
+          if (!want.has(name) && !name.includes('~') && k.family && (k.type === 'hash:net' || k.type === 'hash:net,port')) {
             want.set(name, { family: k.family, type: k.type, members: k.members });
           }
         }
