@@ -33,9 +33,10 @@ LABEL org.opencontainers.image.title="nwfilter-operator" \
       org.opencontainers.image.description="Declarative libvirt nwfilter firewalls for VMs, managed from Kubernetes" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
-# The agent keeps the kernel IP sets of address groups with the ipset tool (src/netfilter/ipset.ts).
+# The agent keeps the kernel IP sets of address groups with the ipset tool (src/netfilter/ipset.ts);
+# netbase brings /etc/protocols, without which ipset cannot read "tcp:22" (measured on the real node).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ipset \
+    && apt-get install -y --no-install-recommends ipset netbase \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
